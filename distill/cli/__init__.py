@@ -44,6 +44,14 @@ def classes_command() -> None:
         typer.echo(f"{i}\t{name}")
 
 
+def _register_subcommands() -> None:
+    # each module adds its sub-app to ``app``
+    from . import data  # noqa: F401
+
+
+_register_subcommands()
+
+
 def main() -> None:
     try:
         app()
