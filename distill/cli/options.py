@@ -1,0 +1,49 @@
+"""Options shared by several command groups, and how they become configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..augment import AugmentConfig
+from ..data import MixConfig
+from ..features import FRONTEND_KINDS, FrontendConfig
+from ..train import ScheduleConfig
+
+DATA = typer.Option(..., "--data", help="Speech Commands-layout tree (`distill data synth` makes a demo one).")
+CACHE_DIR = typer.Option(None, "--cache-dir", help="Decoded-cache home (default $DISTILL_CACHE_DIR or ~/.cache/distill).")
+SEED = typer.Option(0, "--seed", help="Seed for initialisation, example order and augmentation.")
+EPOCHS = typer.Option(20, "--epochs", help="Training epochs.")
+BATCH = typer.Option(64, "--batch-size", help="Examples per step.")
+LR = typer.Option(3e-3, "--lr", help="Peak learning rate (linear warm-up, then cosine decay).")
+WARMUP = typer.Option(1.0, "--warmup-epochs", help="Epochs of linear learning-rate warm-up.")
+WEIGHT_DECAY = typer.Option(1e-4, "--weight-decay", help="AdamW decoupled weight decay.")
+SMOOTHING = typer.Option(0.1, "--label-smoothing", help="Label smoothing of the hard-label loss.")
+SILENCE = typer.Option(10.0, "--silence-percentage", help="Silence examples as a percentage of the target-word count (tutorial: 10).")
+UNKNOWN = typer.Option(10.0, "--unknown-percentage", help="Unknown-word examples as a percentage of the target-word count (tutorial: 10).")
+NO_AUGMENT = typer.Option(False, "--no-augment", help="Train on clean clips only (ablation).")
+FRONTEND = typer.Option("logmel", "--frontend", help=f"Feature front-end for spectral models: {', '.join(FRONTEND_KINDS)}.")
+SKIP_BAD = typer.Option(False, "--skip-bad", help="Skip unreadable or non-16 kHz wavs (listed in the cache's bad_files.tsv) instead of stopping.")
+RESUME = typer.Option(False, "--resume", help="Continue an interrupted run in OUT from its last checkpoint.")
+QUIET = typer.Option(False, "--quiet", help="No progress bars.")
+
+
+def schedule_config(*, epochs: int, batch_size: int, lr: float, warmup_epochs: float, weight_decay: float, label_smoothing: float) -> ScheduleConfig:
+    return ScheduleConfig(epochs=epochs, batch_size=batch_size, learning_rate=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay, label_smoothing=label_smoothing)
+
+
+def mix_config(*, silence_percentage: float, unknown_percentage: float) -> MixConfig:
+    return MixConfig(silence_percentage=silence_percentage, unknown_percentage=unknown_percentage)
+
+
+def augment_config(*, no_augment: bool) -> AugmentConfig:
+    return AugmentConfig.none() if no_augment else AugmentConfig()
+
+
+def frontend_config(kind: str) -> FrontendConfig:
+    return FrontendConfig(kind=kind)
+
+
+def cache_str(cache_dir: Path | None) -> str | None:
+    return str(cache_dir) if cache_dir else None

@@ -1,0 +1,96 @@
+"""``distill teachers``: train large teachers in parallel, predict their soft labels, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..registry import TEACHERS
+from . import app, options
+
+teachers_app = typer.Typer(no_args_is_help=True, help="Large, unconstrained teacher nets and their soft labels.")
+app.add_typer(teachers_app, name="teachers")
+
+
+def _arch_help() -> str:
+    return "Teacher architecture, repeatable: " + ", ".join(TEACHERS.names()) + "."
+
+
+@teachers_app.command("train")
+def train_command(
+    arch: list[str] = typer.Option(..., "--arch", help=_arch_help()),
+    data: Path = options.DATA,
+    out: Path = typer.Option(Path("runs/teachers"), "--out", help="Folder that gets one run folder per architecture."),
+    size: str = typer.Option("default", "--size", help="Size preset of every architecture (each file lists its SIZES; 'toy' for tests, 'small' for demos)."),
+    epochs: int = options.EPOCHS,
+    batch_size: int = options.BATCH,
+    lr: float = options.LR,
+    warmup_epochs: float = options.WARMUP,
+    weight_decay: float = options.WEIGHT_DECAY,
+    label_smoothing: float = options.SMOOTHING,
+    silence_percentage: float = options.SILENCE,
+    unknown_percentage: float = options.UNKNOWN,
+    no_augment: bool = options.NO_AUGMENT,
+    frontend: str = options.FRONTEND,
+    seed: int = options.SEED,
+    jobs: int = typer.Option(1, "--jobs", help="Teachers trained at once (joblib processes; threads are split between them)."),
+    backend: str = typer.Option("loky", "--backend", help="joblib backend: loky (local processes) or dask (a dask.distributed cluster, see --scheduler)."),
+    scheduler: str = typer.Option(None, "--scheduler", help="dask.distributed scheduler address for --backend dask (default: start a LocalCluster)."),
+    skip_bad: bool = options.SKIP_BAD,
+    cache_dir: Path = options.CACHE_DIR,
+    resume: bool = options.RESUME,
+) -> None:
+    """Train one or more teachers (in parallel with --jobs); each run folder gets config, checkpoints, metrics and TensorBoard logs."""
+    from ..teachers_train import train_teachers
+
+    results = train_teachers(
+        archs=arch, data=data, out=out, size=size,
+        schedule=options.schedule_config(epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay, label_smoothing=label_smoothing),
+        mix=options.mix_config(silence_percentage=silence_percentage, unknown_percentage=unknown_percentage),
+        augment=options.augment_config(no_augment=no_augment), frontend=options.frontend_config(frontend), seed=seed,
+        jobs=jobs, backend=backend, scheduler=scheduler, skip_bad=skip_bad, cache_dir=cache_dir, resume=resume,
+    )
+    for r in results:
+        m = r["metrics"]
+        typer.echo(f"{m['arch']:<10} params {m['params']:>9,}  val {100 * m['validation']['accuracy']:.2f}%  test {100 * m['test']['accuracy']:.2f}%  ({r['seconds']:.0f} s) -> {r['run_dir']}")
+
+
+@teachers_app.command("predict")
+def predict_command(
+    teacher: list[Path] = typer.Option(..., "--teacher", help="A teacher run folder, repeatable (all of them form the ensemble)."),
+    data: Path = options.DATA,
+    out: Path = typer.Option(Path("runs/soft_labels"), "--out", help="Soft-label folder to write (re-running resumes)."),
+    views: int = typer.Option(4, "--views", help="Views per example: view 0 is the clean clip, views 1.. are seeded augmentations."),
+    split: list[str] = typer.Option(["training", "validation", "testing"], "--split", help="Splits to label, repeatable."),
+    unlabeled: Path = typer.Option(None, "--unlabeled", help="Also label an unlabeled Kaggle-style folder of clip_*.wav (pseudo-label candidates)."),
+    silence_percentage: float = options.SILENCE,
+    unknown_percentage: float = options.UNKNOWN,
+    seed: int = options.SEED,
+    cache_dir: Path = options.CACHE_DIR,
+    quiet: bool = options.QUIET,
+) -> None:
+    """Write per-teacher logits (float16) for K augmented views of every example, aligned to the data index."""
+    from ..augment import AugmentConfig
+    from ..predict import predict_soft_labels
+
+    result = predict_soft_labels(
+        teacher_runs=teacher, data=data, out=out, views=views, splits=tuple(split), unlabeled=unlabeled,
+        mix=options.mix_config(silence_percentage=silence_percentage, unknown_percentage=unknown_percentage),
+        augment=AugmentConfig(), seed=seed, cache_dir=cache_dir, progress=not quiet,
+    )
+    typer.echo(f"soft labels of {', '.join(result.teachers)} in {result.out}: " + ", ".join(f"{k} {v}" for k, v in result.counts.items()))
+
+
+@teachers_app.command("report")
+def report_command(
+    soft_labels: Path = typer.Argument(..., help="A folder written by `distill teachers predict`."),
+    out: Path = typer.Option(None, "--out", help="Where report.json, report.txt and confusion PNGs go (default: the soft-label folder)."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Temperature of the ensemble's averaged softmax."),
+) -> None:
+    """Per-teacher and ensemble accuracy, per-class recall, teacher agreement and confusion-matrix PNGs."""
+    from ..report import teacher_report
+
+    report = teacher_report(soft_labels=soft_labels, out=out, temperature=temperature)
+    typer.echo(report.to_table())
+    typer.echo("wrote " + ", ".join(str(f) for f in report.files))

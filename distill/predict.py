@@ -1,0 +1,212 @@
+"""Teacher soft labels: per-teacher logits for K augmented views, aligned to an ExampleSet.
+
+Layout of a soft-label folder (what ``distill teachers predict`` writes and
+``distill student fit`` reads)::
+
+    config.json                    PredictConfig
+    <split>/examples.npz           the ExampleSet every array below is aligned to
+    <split>/logits_<teacher>.npy   float16 (views, N, 12); view 0 is the clean clip
+    unlabeled/names.txt            clip names of an unlabeled folder, one per line
+    unlabeled/logits_<teacher>.npy float16 (views, M, 12)
+
+View v > 0 is ``augment_waveforms(clip, seeds=example seeds, view=v)``, a pure
+function of the example, so a student fitted later sees exactly the waveforms
+its teachers labelled ("consistent teaching"). The training split keeps every
+unknown clip (the student subsamples per epoch). Work is saved per chunk, so an
+interrupted prediction over a large folder resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .augment import AugmentConfig, augment_waveforms
+from .config import load_config, save_config
+from .data import ExampleSet, MixConfig, make_examples, materialize, open_dataset, open_unlabeled
+from .errors import DistillError
+from .io import atomic_path, write_text
+from .metrics import softmax
+from .progress import track
+
+UNLABELED = "unlabeled"
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    teachers: tuple[str, ...]
+    data: str
+    views: int = 4
+    splits: tuple[str, ...] = ("training", "validation", "testing")
+    unlabeled: str | None = None
+    mix: MixConfig = field(default_factory=MixConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    seed: int = 0
+    chunk: int = 2048
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    out: Path
+    teachers: tuple[str, ...]
+    counts: dict[str, int]
+
+
+def teacher_name(run_dir: Path) -> str:
+    return Path(run_dir).resolve().name
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
+
+
+def _predict_chunks(*, predict, count: int, load_audio, seeds: np.ndarray, views: int, augment: AugmentConfig, noise, parts_dir: Path, final: Path, chunk: int, description: str, progress: bool) -> None:
+    """Fill ``final`` (views, count, 12) float16, one saved chunk at a time."""
+    if final.exists():
+        return
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    starts = list(range(0, count, chunk))
+    for start in track(starts, total=len(starts), description=description, disable=not progress):
+        part = parts_dir / f"{start:09d}.npy"
+        if part.exists():
+            continue
+        positions = np.arange(start, min(start + chunk, count))
+        clean = load_audio(positions)
+        out = np.empty((views, len(positions), 12), np.float16)
+        for view in range(views):
+            audio = clean if view == 0 else augment_waveforms(clean, seeds=seeds[positions], view=view, noise=noise, config=augment)
+            out[view] = predict(audio)
+        _save_npy(part, out)
+    merged = np.concatenate([np.load(parts_dir / f"{s:09d}.npy") for s in starts], axis=1) if starts else np.zeros((views, 0, 12), np.float16)
+    _save_npy(final, merged)
+    for s in starts:
+        (parts_dir / f"{s:09d}.npy").unlink()
+    parts_dir.rmdir()
+
+
+def name_seeds(names: list[str], seed: int) -> np.ndarray:
+    """Per-clip seeds for unlabeled clips, stable under reordering or adding clips."""
+    return np.array([(zlib.crc32(n.encode()) << 16) ^ seed for n in names], dtype=np.int64)
+
+
+def predict_soft_labels(
+    *,
+    teacher_runs: list[Path],
+    data: Path,
+    out: Path,
+    views: int = 4,
+    splits: tuple[str, ...] = ("training", "validation", "testing"),
+    unlabeled: Path | None = None,
+    mix: MixConfig = MixConfig(),
+    augment: AugmentConfig = AugmentConfig(),
+    seed: int = 0,
+    chunk: int = 2048,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> PredictResult:
+    """Write per-teacher logits for every split (and an unlabeled folder); re-running resumes."""
+    from .train import EVALUATION_SEED, load_run, make_predictor
+
+    if not teacher_runs:
+        raise DistillError("no teacher runs given (pass --teacher RUN_DIR, repeatable)")
+    if views < 1:
+        raise DistillError("--views must be at least 1 (view 0 is the clean clip)")
+    names = [teacher_name(r) for r in teacher_runs]
+    if len(set(names)) != len(names):
+        raise DistillError(f"teacher run folders must have distinct names, got {names}")
+    config = PredictConfig(
+        teachers=tuple(str(Path(r).resolve()) for r in teacher_runs), data=str(Path(data).resolve()), views=views, splits=tuple(splits),
+        unlabeled=str(Path(unlabeled).resolve()) if unlabeled else None, mix=mix, augment=augment, seed=seed, chunk=chunk,
+    )
+    out = Path(out)
+    if (out / "config.json").exists():
+        saved = load_config(PredictConfig, out / "config.json")
+        if saved != config:
+            raise DistillError(f"{out} holds soft labels made with other options; use a new --out or the same options to resume")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / "config.json")
+
+    dataset = open_dataset(Path(data), cache_dir=cache_dir, progress=progress)
+    example_sets: dict[str, ExampleSet] = {}
+    for split in splits:
+        path = out / split / "examples.npz"
+        if path.exists():
+            example_sets[split] = ExampleSet.load(path)
+        else:
+            # evaluation splits use the fit loop's fixed examples, so reports compare like with like
+            example_sets[split] = make_examples(dataset, split=split, mix=mix, seed=seed if split == "training" else EVALUATION_SEED, all_unknown=(split == "training"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            example_sets[split].save(path)
+    folder = open_unlabeled(Path(unlabeled), cache_dir=cache_dir, progress=progress) if unlabeled else None
+    if folder is not None:
+        (out / UNLABELED).mkdir(exist_ok=True)
+        write_text(out / UNLABELED / "names.txt", "".join(n + "\n" for n in folder.names))
+
+    for run, name in zip(teacher_runs, names):
+        _, model = load_run(Path(run))
+        predict = make_predictor(model)
+        for split, examples in example_sets.items():
+            _predict_chunks(
+                predict=predict, count=len(examples), load_audio=lambda pos, ex=examples: materialize(dataset, ex, pos), seeds=examples.seeds,
+                views=views, augment=augment, noise=dataset.noise, parts_dir=out / split / f".parts_{name}", final=out / split / f"logits_{name}.npy",
+                chunk=chunk, description=f"{name} {split}", progress=progress,
+            )
+        if folder is not None:
+            _predict_chunks(
+                predict=predict, count=len(folder.names), load_audio=folder.waveforms, seeds=name_seeds(folder.names, seed),
+                views=views, augment=augment, noise=dataset.noise, parts_dir=out / UNLABELED / f".parts_{name}", final=out / UNLABELED / f"logits_{name}.npy",
+                chunk=chunk, description=f"{name} unlabeled", progress=progress,
+            )
+    counts = {split: len(ex) for split, ex in example_sets.items()}
+    if folder is not None:
+        counts[UNLABELED] = len(folder.names)
+    return PredictResult(out=out, teachers=tuple(names), counts=counts)
+
+
+# ---------------------------------------------------------------- reading soft labels
+
+
+def ensemble_probabilities(logits: list[np.ndarray] | np.ndarray, *, temperature: float = 1.0, weights: np.ndarray | None = None) -> np.ndarray:
+    """Weighted mean of the teachers' tempered softmax: (teachers, ..., 12) -> (..., 12)."""
+    stacked = np.asarray(logits, dtype=np.float64)
+    probs = softmax(stacked, temperature=temperature)
+    if weights is None:
+        weights = np.ones(len(stacked))
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (len(stacked),) or (weights < 0).any() or weights.sum() <= 0:
+        raise DistillError(f"teacher weights must be {len(stacked)} non-negative numbers, got {weights.tolist()}")
+    weights = weights / weights.sum()
+    return np.tensordot(weights, probs, axes=1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SoftLabels:
+    config: PredictConfig
+    teachers: tuple[str, ...]
+    examples: ExampleSet | None
+    names: list[str] | None
+    logits: np.ndarray  # (teachers, views, N, 12) float16
+
+    def ensemble(self, *, temperature: float = 1.0, weights: np.ndarray | None = None) -> np.ndarray:
+        return ensemble_probabilities(self.logits, temperature=temperature, weights=weights)
+
+
+def load_soft_labels(folder: Path, split: str) -> SoftLabels:
+    folder = Path(folder)
+    config = load_config(PredictConfig, folder / "config.json")
+    names = [teacher_name(Path(t)) for t in config.teachers]
+    part = folder / split
+    missing = [n for n in names if not (part / f"logits_{n}.npy").exists()]
+    if missing:
+        raise DistillError(f"{part}: no finished soft labels for {missing}; re-run `distill teachers predict` with the same options to finish")
+    logits = np.stack([np.load(part / f"logits_{n}.npy", mmap_mode="r") for n in names])
+    if split == UNLABELED:
+        clip_names = (part / "names.txt").read_text().split()
+        return SoftLabels(config, tuple(names), None, clip_names, logits)
+    return SoftLabels(config, tuple(names), ExampleSet.load(part / "examples.npz"), None, logits)

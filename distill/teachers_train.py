@@ -1,0 +1,61 @@
+"""Training several teachers at once (locally or on a dask.distributed cluster)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .augment import AugmentConfig
+from .data import MixConfig
+from .errors import DistillError
+from .features import FrontendConfig
+from .registry import TEACHERS
+from .train import RunConfig, ScheduleConfig, fit_parallel
+
+
+def train_teachers(
+    *,
+    archs: list[str],
+    data: Path,
+    out: Path,
+    size: str = "default",
+    schedule: ScheduleConfig = ScheduleConfig(),
+    mix: MixConfig = MixConfig(),
+    augment: AugmentConfig = AugmentConfig(),
+    frontend: FrontendConfig = FrontendConfig(),
+    seed: int = 0,
+    jobs: int = 1,
+    backend: str = "loky",
+    scheduler: str | None = None,
+    skip_bad: bool = False,
+    cache_dir: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> list[dict]:
+    """Train each architecture into ``out/<arch>``; returns each run's metrics."""
+    if not archs:
+        raise DistillError("no --arch given; choose from " + ", ".join(TEACHERS.names()))
+    for arch in archs:
+        TEACHERS.get(arch)  # unknown names fail before any work starts
+    if len(set(archs)) != len(archs):
+        raise DistillError(f"each --arch once please (got {archs}); train a second seed into another --out")
+    if backend not in ("loky", "dask", "threading"):
+        raise DistillError(f"--backend must be loky, threading or dask, got {backend!r}")
+    configs = [
+        RunConfig(family="teacher", arch=a, data=str(Path(data).resolve()), size=size, frontend=frontend, mix=mix, augment=augment,
+                  schedule=schedule, seed=seed + i, skip_bad=skip_bad, cache_dir=str(cache_dir) if cache_dir else None)
+        for i, a in enumerate(archs)
+    ]
+    run_dirs = [Path(out) / a for a in archs]
+    if backend != "dask":
+        return fit_parallel(configs=configs, run_dirs=run_dirs, jobs=jobs, backend=backend, resume=resume, progress=progress)
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as err:
+        raise DistillError("--backend dask needs the optional dependency: pip install 'distill[dask]'") from err
+    cluster = None if scheduler else LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True)
+    with Client(scheduler or cluster):
+        try:
+            return fit_parallel(configs=configs, run_dirs=run_dirs, jobs=jobs, backend="dask", resume=resume, progress=progress)
+        finally:
+            if cluster is not None:
+                cluster.close()

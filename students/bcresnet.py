@@ -1,0 +1,144 @@
+"""``bcresnet`` student: broadcasted residual network (BC-ResNet-1/2/3).
+
+Source: B. Kim, S. Chang, J. Lee and D. Sung, "Broadcasted Residual Learning for
+Efficient Keyword Spotting", Interspeech 2021 (layout as in the authors'
+Qualcomm-AI-research/bcresnet code). A BC-ResBlock runs a frequency-wise
+depthwise conv (2-D part f2), averages the result over frequency, runs a dilated
+temporal depthwise conv + 1x1 conv on that 1-D sequence (f1) and broadcasts it
+back over frequency: ``y = ReLU(x + f2(x) + broadcast(f1(avgpool_freq(f2(x)))))``
+(transition blocks, which change the width, first apply a 1x1 conv-BN-ReLU and
+have no identity term). Widths are ``base * (2, 1, 1.5, 2, 2.5, 4)`` with
+``base = 8 * tau`` for BC-ResNet-tau, stages of (2, 2, 4, 4) blocks, temporal
+dilations (1, 2, 4, 8), frequency halved at the start of stages 2 and 3.
+
+Changes from the paper, so that the exported graph is TF 1.4 ops that fold:
+
+* plain BatchNorm instead of SubSpectralNorm (SSN normalizes sub-bands with
+  separate statistics: a reshape-normalize-reshape that does not fold into the
+  preceding conv of a TF 1.4 graph);
+* ReLU instead of Swish in f1 (TF 1.4 has no fused Swish; a sigmoid-gate is
+  an extra op per block for little gain);
+* frequency downsampling by a 1x2 average pooling after a stride-1
+  frequency-wise depthwise conv, instead of a (2, 1)-strided depthwise conv,
+  because TF 1.4's DepthwiseConv2dNative needs equal row and column strides.
+
+Layout: features (B, T, F) -> per-bin BatchNorm -> (B, T, F, 1), i.e. time on
+the rows and frequency on the columns; the frequency-wise depthwise conv has a
+1x3 kernel, the temporal one a 3x1 kernel (dilation (d, 1), which TF lowers to
+SpaceToBatchND / DepthwiseConv2dNative / BatchToSpaceND, all TF 1.4 ops) on the
+(B, T, 1, C) frequency average; all depthwise strides are (1, 1). Head: 5x5 conv
+with stride (1, 2) (frequency halved); tail: 5x5 depthwise conv valid in
+frequency (5 -> 1 bins) and padded in time, 1x1 conv-BN-ReLU, global average
+pooling, dense. Front-end: 40 log-mel bins, 30 ms / 10 ms (98 x 40), as in the paper.
+
+Measured at the default 98x40 log-mel front-end (MACs of Conv/Depthwise/Dense per
+1 s clip from the layers' output shapes; the front-end itself is not counted):
+
+=======  ==========  ============  ===========
+size     parameters  float32 size  MACs / clip
+=======  ==========  ============  ===========
+toy      1.7 k       8 KB          0.75 M
+1        7.8 k       35 KB         2.47 M
+2        24.4 k      106 KB        7.22 M     (default)
+3        49.8 k      211 KB        14.3 M
+=======  ==========  ============  ===========
+
+Parameters: trainable ones; float32 size: all weights including the BatchNorm
+statistics, before BN folding (folding makes the graph slightly smaller).
+The paper reports 9.2 k / 27.3 k / 54.2 k parameters for BC-ResNet-1 / 2 / 3
+(SubSpectralNorm's 5 sub-band affines account for the difference).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from distill.features import FrontendConfig
+from distill.models import BN_EPSILON, BN_MOMENTUM, Seeds, classifier_head, conv_bn_relu, features, input_normalization, resolve_size, waveform_input
+from distill.registry import STUDENTS
+
+
+DEFAULT_FRONTEND = FrontendConfig()  # 40 log-mel bins, 30 ms windows every 10 ms: 98 x 40
+
+
+@dataclass(frozen=True)
+class BCResNetSize:
+    base: int  # 8 * tau
+    blocks: tuple[int, int, int, int] = (2, 2, 4, 4)
+    dropout: float = 0.1  # channel-wise dropout at the end of f1, as in the paper
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        b = self.base
+        return (2 * b, b, int(1.5 * b), 2 * b, int(2.5 * b), 4 * b)
+
+
+SIZES: dict[str, BCResNetSize] = {
+    "toy": BCResNetSize(base=4, blocks=(1, 1, 1, 1), dropout=0.0),
+    "1": BCResNetSize(base=8),
+    "2": BCResNetSize(base=16),
+    "3": BCResNetSize(base=24),
+}
+SIZES["default"] = SIZES["2"]
+
+_DILATIONS = (1, 2, 4, 8)
+_FREQ_DOWNSAMPLE_STAGES = (1, 2)  # 0-based stages whose first block halves frequency
+
+
+def _bc_block(x, width: int, *, downsample: bool, dilation: int, dropout: float, seeds: Seeds, name: str):
+    import keras
+
+    transition = x.shape[-1] != width
+    shortcut = x
+    if transition:
+        x = conv_bn_relu(x, width, 1, seeds=seeds, name=f"{name}_expand")
+    # f2: frequency-wise depthwise conv (1 x 3 over (time, freq)) + BN, no activation
+    x = conv_bn_relu(x, None, (1, 3), depthwise=True, relu=False, seeds=seeds, name=f"{name}_freq")
+    if downsample:
+        x = keras.layers.AveragePooling2D((1, 2), strides=(1, 2), name=f"{name}_freq_pool")(x)
+    aux = x
+    # f1: average over frequency, dilated temporal depthwise conv, BN, ReLU, 1x1 conv, channel dropout
+    y = keras.layers.AveragePooling2D((1, int(x.shape[2])), name=f"{name}_freq_mean")(x)
+    y = conv_bn_relu(y, None, (3, 1), dilation=(dilation, 1), depthwise=True, seeds=seeds, name=f"{name}_time")
+    y = keras.layers.Conv2D(width, 1, use_bias=False, kernel_initializer=seeds.he(), name=f"{name}_pw_conv")(y)
+    if dropout > 0:
+        y = keras.layers.SpatialDropout2D(dropout, seed=seeds(), name=f"{name}_dropout")(y)
+    terms = [aux, y] if transition else [shortcut, aux, y]  # y (B, T, 1, C) broadcasts over frequency
+    x = keras.layers.Add(name=f"{name}_add")(terms)
+    return keras.layers.ReLU(name=f"{name}_out")(x)
+
+
+@STUDENTS.register("bcresnet")
+def build_bcresnet(*, size: str = "default", num_classes: int = 12, frontend: FrontendConfig | None = None, seed: int = 0):
+    """BC-ResNet-tau; ``size`` in toy/1/2/3 (default = 2), front-end default 98x40 log-mel."""
+    import keras
+
+    cfg = resolve_size(SIZES, size, "bcresnet")
+    seeds = Seeds(seed)
+    waveform = waveform_input()
+    x, fcfg = features(waveform, frontend, default=DEFAULT_FRONTEND)
+    x = input_normalization(x, fcfg)
+    x = keras.layers.Reshape((*fcfg.output_shape, 1), name="add_channel")(x)
+    widths = cfg.widths
+    x = conv_bn_relu(x, widths[0], 5, strides=(1, 2), seeds=seeds, name="head")
+    for stage, blocks in enumerate(cfg.blocks):
+        for block in range(blocks):
+            x = _bc_block(
+                x,
+                widths[stage + 1],
+                downsample=block == 0 and stage in _FREQ_DOWNSAMPLE_STAGES and x.shape[2] >= 2,
+                dilation=_DILATIONS[stage],
+                dropout=cfg.dropout,
+                seeds=seeds,
+                name=f"stage{stage + 1}_block{block + 1}",
+            )
+    # tail: depthwise conv over all remaining frequency bins (5 at 40 bins; valid) and 5 frames (same)
+    freq_kernel = min(5, int(x.shape[2]))
+    x = keras.layers.ZeroPadding2D(((2, 2), (0, 0)), name="tail_pad")(x)
+    x = keras.layers.DepthwiseConv2D((5, freq_kernel), padding="valid", use_bias=False, depthwise_initializer=seeds.he(), name="tail_dw")(x)
+    x = keras.layers.Conv2D(widths[-1], 1, use_bias=False, kernel_initializer=seeds.he(), name="tail_pw_conv")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name="tail_pw_bn")(x)
+    x = keras.layers.ReLU(name="tail_pw_relu")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    logits = classifier_head(x, num_classes, seeds=seeds)
+    return keras.Model(waveform, logits, name=f"bcresnet_{size}")

@@ -1,0 +1,112 @@
+"""``tcresnet`` student: temporal-convolution ResNet (TC-ResNet8 / TC-ResNet14).
+
+Source: S. Choi, S. Seo, B. Shin, H. Byun, M. Kersner, B. Kim, D. Kim and S. Ha,
+"Temporal Convolution for Real-time Keyword Spotting on Mobile Devices",
+Interspeech 2019. The MFCC coefficients are the *channels* of a 1-D signal over
+time, so every convolution is a 1-D temporal one: a 3-tap conv, then residual
+blocks of two 9-tap convs (the first strided by 2 in blocks that change width,
+with a 1x1-conv-BN-ReLU shortcut), global average pooling, a dense layer.
+``-w1.5`` sizes are the paper's width multiplier k = 1.5.
+
+Layout: features (B, T, 40) -> per-bin BatchNorm -> (B, T, 1, 40) -> Conv2D with
+(k, 1) kernels and (2, 1) strides (plain Conv2D accepts unequal strides in TF 1.4;
+there are no depthwise convolutions here). Front-end: 40 MFCCs from 30 ms windows
+every 10 ms (98 x 40, ``DEFAULT_FRONTEND``) as in the paper, unless ``frontend`` is given.
+
+Every op is TF 1.4-safe: Conv2D, BatchNorm (folded at export), Relu, Add, Mean,
+MatMul; the input normalization stays as a per-coefficient Mul/Add.
+
+Measured at the default 98x40 MFCC front-end (MACs of Conv/Dense per 1 s clip from
+the layers' output shapes; the front-end itself is not counted):
+
+=======  ==========  ============  ===========
+size     parameters  float32 size  MACs / clip
+=======  ==========  ============  ===========
+toy      2.0 k       9 KB          0.09 M
+8        65.3 k      264 KB        1.52 M
+14       135.9 k     548 KB        3.03 M     (default)
+8-w1.5   144.4 k     582 KB        3.28 M
+14-w1.5  303.1 k     1.22 MB       6.68 M
+=======  ==========  ============  ===========
+
+Parameters: trainable ones; float32 size: all weights including the BatchNorm
+statistics, before BN folding (folding makes the graph slightly smaller).
+The paper reports 66 k / 137 k / 145 k / 305 k parameters and 3.0 / 6.3 / 6.6 /
+13.4 M FLOPs (2 per MAC, 101 frames) for 8 / 14 / 8-1.5 / 14-1.5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from distill.features import FrontendConfig
+from distill.models import Seeds, classifier_head, conv_bn_relu, features, input_normalization, resolve_size, waveform_input
+from distill.registry import STUDENTS
+
+DEFAULT_FRONTEND = FrontendConfig(kind="mfcc", num_mfcc=40)
+
+
+@dataclass(frozen=True)
+class TCResNetSize:
+    first_width: int
+    widths: tuple[int, ...]  # one per residual block
+    strides: tuple[int, ...]  # one per residual block (time stride of its first conv)
+    kernel: int = 9
+    first_kernel: int = 3
+    dropout: float = 0.0
+
+
+def _scaled(size: TCResNetSize, k: float) -> TCResNetSize:
+    return TCResNetSize(
+        first_width=int(size.first_width * k),
+        widths=tuple(int(w * k) for w in size.widths),
+        strides=size.strides,
+        kernel=size.kernel,
+        first_kernel=size.first_kernel,
+        dropout=size.dropout,
+    )
+
+
+_TC8 = TCResNetSize(first_width=16, widths=(24, 32, 48), strides=(2, 2, 2))
+_TC14 = TCResNetSize(first_width=16, widths=(24, 24, 32, 32, 48, 48), strides=(2, 1, 2, 1, 2, 1))
+
+SIZES: dict[str, TCResNetSize] = {
+    "toy": TCResNetSize(first_width=4, widths=(8, 8), strides=(2, 2), kernel=5),
+    "8": _TC8,
+    "14": _TC14,
+    "8-w1.5": _scaled(_TC8, 1.5),
+    "14-w1.5": _scaled(_TC14, 1.5),
+}
+SIZES["default"] = SIZES["14"]
+
+
+def _block(x, width: int, stride: int, kernel: int, *, seeds: Seeds, name: str):
+    import keras
+
+    shortcut = x
+    y = conv_bn_relu(x, width, (kernel, 1), strides=(stride, 1), seeds=seeds, name=f"{name}_a")
+    y = conv_bn_relu(y, width, (kernel, 1), seeds=seeds, name=f"{name}_b", relu=False)
+    if stride != 1 or x.shape[-1] != width:
+        shortcut = conv_bn_relu(x, width, 1, strides=(stride, 1), seeds=seeds, name=f"{name}_proj")
+    y = keras.layers.Add(name=f"{name}_add")([y, shortcut])
+    return keras.layers.ReLU(name=f"{name}_out")(y)
+
+
+@STUDENTS.register("tcresnet")
+def build_tcresnet(*, size: str = "default", num_classes: int = 12, frontend: FrontendConfig | None = None, seed: int = 0):
+    """TC-ResNet; ``size`` in toy/8/14/8-w1.5/14-w1.5 (default = 14), front-end default 98x40 MFCC."""
+    import keras
+
+    cfg = resolve_size(SIZES, size, "tcresnet")
+    seeds = Seeds(seed)
+    waveform = waveform_input()
+    x, fcfg = features(waveform, frontend, default=DEFAULT_FRONTEND)
+    x = input_normalization(x, fcfg)
+    frames, bins = fcfg.output_shape
+    x = keras.layers.Reshape((frames, 1, bins), name="bins_as_channels")(x)
+    x = conv_bn_relu(x, cfg.first_width, (cfg.first_kernel, 1), seeds=seeds, name="conv1")
+    for i, (width, stride) in enumerate(zip(cfg.widths, cfg.strides), start=1):
+        x = _block(x, width, stride, cfg.kernel, seeds=seeds, name=f"block{i}")
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    logits = classifier_head(x, num_classes, seeds=seeds, dropout=cfg.dropout)
+    return keras.Model(waveform, logits, name=f"tcresnet_{size.replace('.', '_')}")

@@ -1,0 +1,107 @@
+"""Teacher soft labels: shapes, alignment to the example set, views, resume, ensemble math, report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from distill.augment import AugmentConfig, augment_waveforms
+from distill.data import MixConfig, materialize, open_dataset
+from distill.errors import DistillError
+from distill.metrics import softmax
+from distill.predict import ensemble_probabilities, load_soft_labels, predict_soft_labels
+from distill.report import teacher_report
+from distill.train import RunConfig, ScheduleConfig, fit, load_run, make_predictor
+
+
+@pytest.fixture(scope="module")
+def teacher_runs(tiny_tree, tmp_path_factory):
+    root = tmp_path_factory.mktemp("teachers")
+    runs = []
+    for i, arch in enumerate(("resnet", "wavecnn")):
+        config = RunConfig(family="teacher", arch=arch, size="toy", data=str(tiny_tree), schedule=ScheduleConfig(epochs=1, batch_size=8), seed=i)
+        runs.append(fit(config=config, run_dir=root / arch, progress=False).run_dir)
+    return runs
+
+
+def test_ensemble_is_weighted_mean_of_tempered_softmax():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(3, 2, 5, 12))
+    weights = np.array([1.0, 2.0, 1.0])
+    expected = sum(w * softmax(l, temperature=2.0) for w, l in zip(weights, logits)) / weights.sum()
+    np.testing.assert_allclose(ensemble_probabilities(logits, temperature=2.0, weights=weights), expected, rtol=1e-5)
+    with pytest.raises(DistillError, match="weights"):
+        ensemble_probabilities(logits, weights=np.array([1.0, -1.0, 1.0]))
+
+
+def test_predict_shapes_alignment_and_resume(teacher_runs, tiny_tree, tmp_path):
+    out = tmp_path / "soft"
+    result = predict_soft_labels(teacher_runs=teacher_runs, data=tiny_tree, out=out, views=3, unlabeled=None, chunk=16, progress=False)
+    assert result.teachers == ("resnet", "wavecnn")
+    soft = load_soft_labels(out, "validation")
+    n = len(soft.examples)
+    assert soft.logits.shape == (2, 3, n, 12) and soft.logits.dtype == np.float16
+
+    # aligned: recomputing teacher 0 on view 2 of the stored examples gives the stored logits
+    dataset = open_dataset(tiny_tree, progress=False)
+    _, model = load_run(teacher_runs[0])
+    audio = augment_waveforms(materialize(dataset, soft.examples), seeds=soft.examples.seeds, view=2, noise=dataset.noise, config=AugmentConfig())
+    np.testing.assert_allclose(make_predictor(model)(audio), soft.logits[0, 2].astype(np.float32), atol=2e-2, rtol=1e-2)
+    assert not np.allclose(soft.logits[0, 0], soft.logits[0, 2])  # views differ from the clean clip
+
+    # training pool keeps every unknown clip
+    train = load_soft_labels(out, "training")
+    words = np.array(dataset.index.words)[train.examples.rows[train.examples.rows >= 0]]
+    assert {"bed", "cat"} <= set(words)
+
+    # re-running with the same options is a no-op resume; other options are refused
+    before = (out / "validation" / "logits_resnet.npy").stat().st_mtime_ns
+    predict_soft_labels(teacher_runs=teacher_runs, data=tiny_tree, out=out, views=3, chunk=16, progress=False)
+    assert (out / "validation" / "logits_resnet.npy").stat().st_mtime_ns == before
+    with pytest.raises(DistillError, match="other options"):
+        predict_soft_labels(teacher_runs=teacher_runs, data=tiny_tree, out=out, views=2, chunk=16, progress=False)
+
+
+def test_predict_resumes_from_saved_chunks(teacher_runs, tiny_tree, tmp_path, monkeypatch):
+    import distill.predict as predict_module
+
+    out = tmp_path / "soft"
+    calls = {"n": 0}
+    real = predict_module.augment_waveforms
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict_module, "augment_waveforms", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        predict_soft_labels(teacher_runs=teacher_runs[:1], data=tiny_tree, out=out, views=2, splits=("training",), chunk=8, progress=False)
+    parts = list((out / "training" / ".parts_resnet").glob("*.npy"))
+    assert len(parts) == 2  # the two finished chunks survived
+    monkeypatch.setattr(predict_module, "augment_waveforms", real)
+    predict_soft_labels(teacher_runs=teacher_runs[:1], data=tiny_tree, out=out, views=2, splits=("training",), chunk=8, progress=False)
+    fresh = tmp_path / "fresh"
+    predict_soft_labels(teacher_runs=teacher_runs[:1], data=tiny_tree, out=fresh, views=2, splits=("training",), chunk=8, progress=False)
+    np.testing.assert_array_equal(np.load(out / "training" / "logits_resnet.npy"), np.load(fresh / "training" / "logits_resnet.npy"))
+
+
+def test_unlabeled_folder_and_report(teacher_runs, tiny_tree, tmp_path):
+    import shutil
+
+    folder = tmp_path / "kaggle"
+    folder.mkdir()
+    for i, wav in enumerate(sorted(tiny_tree.glob("yes/*.wav"))[:5]):
+        shutil.copy(wav, folder / f"clip_{i:09x}.wav")
+    out = tmp_path / "soft"
+    predict_soft_labels(teacher_runs=teacher_runs, data=tiny_tree, out=out, views=1, unlabeled=folder, progress=False)
+    unl = load_soft_labels(out, "unlabeled")
+    assert unl.names == sorted(p.name for p in folder.iterdir()) and unl.logits.shape == (2, 1, 5, 12)
+    report = teacher_report(soft_labels=out)
+    saved = json.loads((out / "report.json").read_text())
+    models = {r["model"] for r in saved["rows"]}
+    assert models == {"resnet", "wavecnn", "ensemble"} and all(f.exists() for f in report.files)
+    assert "ensemble" in report.to_table()

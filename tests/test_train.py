@@ -1,0 +1,88 @@
+"""The shared fit loop: schedule, checkpoints, exact resume, metrics and the KD loss."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from distill.augment import AugmentConfig
+from distill.data import MixConfig
+from distill.distillation import distillation_loss, distillation_loss_numpy
+from distill.errors import DistillError
+from distill.train import BEST, LAST, RunConfig, ScheduleConfig, fit, learning_rate_at, load_checkpoint, load_run
+
+
+def _config(tree, **schedule) -> RunConfig:
+    sched = ScheduleConfig(**{"epochs": 1, "batch_size": 8, "learning_rate": 3e-3, "warmup_epochs": 0.5, "checkpoint_every_steps": 1, **schedule})
+    return RunConfig(family="teacher", arch="resnet", size="toy", data=str(tree), mix=MixConfig(), augment=AugmentConfig(), schedule=sched, seed=3)
+
+
+def test_schedule_warms_up_then_decays():
+    sched = ScheduleConfig(learning_rate=1.0, warmup_epochs=1.0, final_lr_ratio=0.01)
+    lrs = [learning_rate_at(s, total_steps=100, steps_per_epoch=10, schedule=sched) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and lrs[-1] == pytest.approx(0.01, abs=1e-3)
+
+
+@pytest.mark.parametrize("alpha,temperature,smoothing", [(1.0, 1.0, 0.0), (0.3, 4.0, 0.1), (0.0, 2.0, 0.0)])
+def test_distillation_loss_matches_numpy(alpha, temperature, smoothing):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(6, 12)).astype(np.float32)
+    labels = rng.integers(0, 12, 6)
+    soft = rng.dirichlet(np.ones(12), 6).astype(np.float32)
+    soft[0] = np.eye(12)[3]  # zeros in the target must not give NaN
+    ours = float(distillation_loss(logits, labels, soft, alpha=alpha, temperature=temperature, label_smoothing=smoothing))
+    ref = distillation_loss_numpy(logits, labels, soft, alpha=alpha, temperature=temperature, label_smoothing=smoothing)
+    assert ours == pytest.approx(ref, rel=1e-5)
+
+
+class _Interrupting:
+    """The real training source, but Ctrl-C arrives after ``stop_at`` batches."""
+
+    def __init__(self, tree, stop_at):
+        from distill.data import open_dataset
+        from distill.train import AugmentedSource
+
+        self.inner = AugmentedSource(open_dataset(tree, progress=False), _config(tree, epochs=2))
+        self.steps_per_epoch = self.inner.steps_per_epoch
+        self.left = stop_at
+
+    def batches(self, epoch, start=0):
+        for batch in self.inner.batches(epoch, start):
+            if self.left == 0:
+                raise KeyboardInterrupt
+            self.left -= 1
+            yield batch
+
+
+def test_fit_writes_run_and_resume_continues_exactly(tiny_tree, tmp_path):
+    config = _config(tiny_tree)
+    result = fit(config=config, run_dir=tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    for name in ("config.json", "metrics.json", "history.json", str(LAST), str(BEST)):
+        assert (run / name).exists(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["test"]) >= {"accuracy", "per_class_recall", "confusion"}
+    assert metrics["steps"] == result.metrics["steps"] > 0
+
+    # an uninterrupted 2-epoch run equals a 1-epoch run resumed for a second epoch
+    straight = fit(config=_config(tiny_tree, epochs=2), run_dir=tmp_path / "straight", progress=False)
+    stop_at = straight.metrics["steps"] // 2 + 1  # mid-epoch: resume must skip the batches already used
+    with pytest.raises(KeyboardInterrupt):
+        fit(config=_config(tiny_tree, epochs=2), run_dir=tmp_path / "resumed", progress=False, source=_Interrupting(tiny_tree, stop_at))
+    resumed = fit(config=_config(tiny_tree, epochs=2), run_dir=tmp_path / "resumed", resume=True, progress=False)
+    assert resumed.resumed_from_step == stop_at
+    _, a = load_run(tmp_path / "straight", checkpoint="last")
+    _, b = load_run(tmp_path / "resumed", checkpoint="last")
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
+
+
+def test_existing_run_needs_resume_and_same_config(tiny_tree, tmp_path):
+    fit(config=_config(tiny_tree), run_dir=tmp_path / "run", progress=False)
+    with pytest.raises(DistillError, match="--resume"):
+        fit(config=_config(tiny_tree), run_dir=tmp_path / "run", progress=False)
+    with pytest.raises(DistillError, match="changed: schedule"):
+        fit(config=_config(tiny_tree, learning_rate=1e-4), run_dir=tmp_path / "run", resume=True, progress=False)
