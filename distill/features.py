@@ -97,9 +97,11 @@ def frontend_tf(waveforms, config: FrontendConfig):
     import tensorflow as tf
 
     waveforms = tf.convert_to_tensor(waveforms, dtype=tf.float32)
-    # AudioSpectrogram wants [samples, channels]: the batch rides on the channel axis.
+    # AudioSpectrogram wants [samples, channels]: the batch rides on the channel axis. A single
+    # clip (the exported graph) needs no Transpose node, just a free Reshape.
+    samples = tf.reshape(waveforms, [-1, 1]) if waveforms.shape[0] == 1 else tf.transpose(waveforms)
     spectrogram = tf.raw_ops.AudioSpectrogram(
-        input=tf.transpose(waveforms),
+        input=samples,
         window_size=config.window_samples,
         stride=config.stride_samples,
         magnitude_squared=True,

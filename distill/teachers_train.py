@@ -21,7 +21,7 @@ def train_teachers(
     schedule: ScheduleConfig = ScheduleConfig(),
     mix: MixConfig = MixConfig(),
     augment: AugmentConfig = AugmentConfig(),
-    frontend: FrontendConfig = FrontendConfig(),
+    frontend: FrontendConfig | None = None,
     seed: int = 0,
     jobs: int = 1,
     backend: str = "loky",

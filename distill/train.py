@@ -65,6 +65,8 @@ class DistillConfig:
     alpha: float = 0.3
     temperature: float = 4.0
     pseudo: str | None = None
+    max_views: int = 0  # use only the first N stored views (0 = all); 1 = clean clips only (ablation)
+    online: bool = False  # run the teachers on every batch instead of reading stored views
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ class RunConfig:
     arch: str
     data: str
     size: str = "default"
-    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    frontend: FrontendConfig | None = None  # None: the architecture's own default front-end
     mix: MixConfig = field(default_factory=MixConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)

@@ -96,3 +96,25 @@ def tiny_tree(tmp_path_factory):
 def _private_cache(tmp_path_factory, monkeypatch):
     # never write decoded caches into the user's ~/.cache during tests
     monkeypatch.setenv("DISTILL_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "distill-cache"))
+
+
+@pytest.fixture(scope="session")
+def teacher_runs(tiny_tree, tmp_path_factory):
+    """Two toy teachers of different families, trained for one epoch on the tiny tree."""
+    from distill.train import RunConfig, ScheduleConfig, fit
+
+    root = tmp_path_factory.mktemp("teachers")
+    runs = []
+    for i, arch in enumerate(("resnet", "wavecnn")):
+        config = RunConfig(family="teacher", arch=arch, size="toy", data=str(tiny_tree), schedule=ScheduleConfig(epochs=1, batch_size=8), seed=i)
+        runs.append(fit(config=config, run_dir=root / arch, progress=False).run_dir)
+    return runs
+
+
+@pytest.fixture(scope="session")
+def tiny_soft_labels(teacher_runs, tiny_tree, tmp_path_factory):
+    from distill.predict import predict_soft_labels
+
+    out = tmp_path_factory.mktemp("soft") / "soft"
+    predict_soft_labels(teacher_runs=teacher_runs, data=tiny_tree, out=out, views=2, progress=False)
+    return out

@@ -13,17 +13,7 @@ from distill.errors import DistillError
 from distill.metrics import softmax
 from distill.predict import ensemble_probabilities, load_soft_labels, predict_soft_labels
 from distill.report import teacher_report
-from distill.train import RunConfig, ScheduleConfig, fit, load_run, make_predictor
-
-
-@pytest.fixture(scope="module")
-def teacher_runs(tiny_tree, tmp_path_factory):
-    root = tmp_path_factory.mktemp("teachers")
-    runs = []
-    for i, arch in enumerate(("resnet", "wavecnn")):
-        config = RunConfig(family="teacher", arch=arch, size="toy", data=str(tiny_tree), schedule=ScheduleConfig(epochs=1, batch_size=8), seed=i)
-        runs.append(fit(config=config, run_dir=root / arch, progress=False).run_dir)
-    return runs
+from distill.train import load_run, make_predictor
 
 
 def test_ensemble_is_weighted_mean_of_tempered_softmax():

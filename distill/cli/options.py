@@ -23,7 +23,7 @@ SMOOTHING = typer.Option(0.1, "--label-smoothing", help="Label smoothing of the 
 SILENCE = typer.Option(10.0, "--silence-percentage", help="Silence examples as a percentage of the target-word count (tutorial: 10).")
 UNKNOWN = typer.Option(10.0, "--unknown-percentage", help="Unknown-word examples as a percentage of the target-word count (tutorial: 10).")
 NO_AUGMENT = typer.Option(False, "--no-augment", help="Train on clean clips only (ablation).")
-FRONTEND = typer.Option("logmel", "--frontend", help=f"Feature front-end for spectral models: {', '.join(FRONTEND_KINDS)}.")
+FRONTEND = typer.Option(None, "--frontend", help=f"Front-end override for spectral models: {', '.join(FRONTEND_KINDS)} (default: each architecture's own).")
 SKIP_BAD = typer.Option(False, "--skip-bad", help="Skip unreadable or non-16 kHz wavs (listed in the cache's bad_files.tsv) instead of stopping.")
 RESUME = typer.Option(False, "--resume", help="Continue an interrupted run in OUT from its last checkpoint.")
 QUIET = typer.Option(False, "--quiet", help="No progress bars.")
@@ -41,8 +41,8 @@ def augment_config(*, no_augment: bool) -> AugmentConfig:
     return AugmentConfig.none() if no_augment else AugmentConfig()
 
 
-def frontend_config(kind: str) -> FrontendConfig:
-    return FrontendConfig(kind=kind)
+def frontend_config(kind: str | None) -> FrontendConfig | None:
+    return FrontendConfig(kind=kind) if kind else None
 
 
 def cache_str(cache_dir: Path | None) -> str | None:

@@ -1,0 +1,203 @@
+"""Fitting a student: distilled from stored teacher views, online, or on hard labels only.
+
+``fit_student`` builds a RunConfig (family ``student``) and runs the shared fit
+loop with a batch source that serves, for every example, one of the stored
+augmented views and the teachers' ensemble probabilities for that very view
+(consistent teaching). Pseudo-labelled clips from the unlabeled test folder
+join each epoch with their own view-aligned soft labels. ``soft_labels=None``
+is the no-teacher twin: same architecture, same data, hard labels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .augment import AugmentConfig, augment_waveforms
+from .data import DecodedDataset, MixConfig, materialize, open_dataset, open_unlabeled
+from .errors import DistillError
+from .features import FrontendConfig
+from .labels import NUM_CLASSES, SILENCE_INDEX, UNKNOWN_INDEX
+from .metrics import softmax
+from .predict import UNLABELED, SoftLabels, load_soft_labels, name_seeds
+from .train import AugmentedSource, Batch, DistillConfig, FitResult, RunConfig, ScheduleConfig, build_model, epoch_seed, fit
+
+
+class DistillationSource:
+    """Batches of stored teacher views: (augmented waveform, hard label, ensemble probabilities at T)."""
+
+    def __init__(self, dataset: DecodedDataset, config: RunConfig, soft: SoftLabels, pseudo=None):
+        distill = config.distill
+        self.dataset = dataset
+        self.config = config
+        self.batch_size = config.schedule.batch_size
+        self.examples = soft.examples
+        probs = soft.ensemble(temperature=distill.temperature)  # (views, N, 12)
+        if distill.max_views:
+            probs = probs[: distill.max_views]
+        self.probs = probs
+        self.views = probs.shape[0]
+        labels = self.examples.labels
+        self.fixed = np.flatnonzero((labels != UNKNOWN_INDEX) | (self.examples.rows < 0))  # targets + silence
+        self.unknown = np.flatnonzero((labels == UNKNOWN_INDEX) & (self.examples.rows >= 0))
+        n_target = int(np.sum((labels != UNKNOWN_INDEX) & (labels != SILENCE_INDEX)))
+        self.unknown_per_epoch = min(len(self.unknown), math.ceil(n_target * config.mix.unknown_percentage / 100))
+        self.pseudo = pseudo
+        self.pseudo_probs = None
+        if pseudo is not None:
+            self.unlabeled, self.pseudo_rows, self.pseudo_seeds, self.pseudo_probs = pseudo
+        size = len(self.fixed) + self.unknown_per_epoch + (len(self.pseudo_rows) if pseudo is not None else 0)
+        self.steps_per_epoch = max(1, size // self.batch_size)
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        rng = np.random.default_rng(epoch_seed(self.config.seed + 2, epoch))
+        unknown = rng.choice(self.unknown, size=self.unknown_per_epoch, replace=False) if self.unknown_per_epoch else np.zeros(0, np.int64)
+        labelled = np.concatenate([self.fixed, unknown])
+        n_pseudo = len(self.pseudo_rows) if self.pseudo is not None else 0
+        # items >= len(labelled) are pseudo-labelled clips
+        order = rng.permutation(len(labelled) + n_pseudo)
+        views = rng.integers(0, self.views, size=len(order))
+        for step in range(start, self.steps_per_epoch):
+            chosen = order[step * self.batch_size : (step + 1) * self.batch_size]
+            view = views[step * self.batch_size : (step + 1) * self.batch_size]
+            is_pseudo = chosen >= len(labelled)
+            audio = np.empty((len(chosen), 16000), np.float32)
+            seeds = np.empty(len(chosen), np.int64)
+            hard = np.empty(len(chosen), np.int64)
+            soft = np.empty((len(chosen), NUM_CLASSES), np.float32)
+            lab = labelled[chosen[~is_pseudo]]
+            if len(lab):
+                subset = self.examples.subset(lab)
+                audio[~is_pseudo] = materialize(self.dataset, subset)
+                seeds[~is_pseudo] = subset.seeds
+                hard[~is_pseudo] = subset.labels
+                soft[~is_pseudo] = self.probs[view[~is_pseudo], lab]
+            if is_pseudo.any():
+                p = chosen[is_pseudo] - len(labelled)
+                audio[is_pseudo] = self.unlabeled.waveforms(self.pseudo_rows[p])
+                seeds[is_pseudo] = self.pseudo_seeds[p]
+                probs = self.pseudo_probs[view[is_pseudo], p]
+                soft[is_pseudo] = probs
+                hard[is_pseudo] = probs.argmax(-1)
+            # config.augment is the soft-label folder's augmentation (fit_student sets it), so view v is
+            # the very waveform the teachers labelled
+            audio = augment_waveforms(audio, seeds=seeds, view=view, noise=self.dataset.noise, config=self.config.augment)
+            yield Batch(audio, hard, soft)
+
+
+class OnlineSource:
+    """Fresh augmentation every epoch, labelled on the fly by the teachers (slower, unlimited views)."""
+
+    def __init__(self, dataset: DecodedDataset, config: RunConfig, teacher_runs: list[Path]):
+        from .train import load_run, make_predictor
+
+        self.inner = AugmentedSource(dataset, config)
+        self.steps_per_epoch = self.inner.steps_per_epoch
+        self.temperature = config.distill.temperature
+        self.predictors = [make_predictor(load_run(Path(r))[1]) for r in teacher_runs]
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        for batch in self.inner.batches(epoch, start):
+            probs = np.mean([softmax(p(batch.waveforms), temperature=self.temperature) for p in self.predictors], axis=0)
+            yield Batch(batch.waveforms, batch.labels, probs.astype(np.float32))
+
+
+def _pseudo_inputs(pseudo_path: Path, soft_dir: Path, temperature: float, max_views: int, cache_dir: Path | None, progress: bool):
+    """(unlabeled folder, rows, view seeds, per-view probs) of the accepted pseudo-labelled clips."""
+    from .pseudo import load_pseudo
+
+    pseudo = load_pseudo(pseudo_path)
+    unl = load_soft_labels(soft_dir, UNLABELED)
+    position = {n: i for i, n in enumerate(unl.names)}
+    missing = [n for n in pseudo.names if n not in position]
+    if missing:
+        raise DistillError(f"{pseudo_path}: {len(missing)} clips (e.g. {missing[0]}) have no soft labels in {soft_dir}/{UNLABELED}; select them from the same soft-label folder")
+    idx = np.array([position[n] for n in pseudo.names], dtype=np.int64)
+    probs = unl.ensemble(temperature=temperature)[:, idx]  # (views, P, 12)
+    if max_views:
+        probs = probs[:max_views]
+    if pseudo.relabelled.any():  # a person's relabel overrides the teachers
+        probs[:, pseudo.relabelled] = np.eye(NUM_CLASSES, dtype=np.float32)[pseudo.labels[pseudo.relabelled]]
+    folder = open_unlabeled(Path(unl.config.unlabeled), cache_dir=cache_dir, progress=progress)
+    folder_rows = {n: i for i, n in enumerate(folder.names)}
+    rows = np.array([folder_rows[n] for n in pseudo.names], dtype=np.int64)
+    seeds = name_seeds(list(pseudo.names), unl.config.seed)
+    return folder, rows, seeds, probs
+
+
+def check_budget(model, *, max_mb: float | None, max_ms: float | None, name: str) -> dict | None:
+    """Refuse, before any training, a student whose weights or estimated Pi 3 latency are over budget."""
+    if max_mb is None and max_ms is None:
+        return None
+    from .footprint import model_footprint
+
+    fp = model_footprint(model)
+    if max_mb is not None and fp.megabytes > max_mb:
+        raise DistillError(f"{name}: {fp.megabytes:.2f} MB of float32 weights is over --max-mb {max_mb:g}; choose a smaller --size")
+    if max_ms is not None and fp.pi3_ms > max_ms:
+        raise DistillError(f"{name}: estimated {fp.pi3_ms:.1f} ms on a Raspberry Pi 3 (method error +-{100 * fp.pi3_loo_error:.0f}%) is over --max-ms {max_ms:g}; choose a smaller --size")
+    return fp.to_dict()
+
+
+def fit_student(
+    *,
+    arch: str,
+    data: Path,
+    out: Path,
+    soft_labels: Path | None,
+    size: str = "default",
+    alpha: float = 0.3,
+    temperature: float = 4.0,
+    max_views: int = 0,
+    online: bool = False,
+    pseudo: Path | None = None,
+    max_mb: float | None = None,
+    max_ms: float | None = None,
+    schedule: ScheduleConfig = ScheduleConfig(),
+    mix: MixConfig = MixConfig(),
+    augment: AugmentConfig = AugmentConfig(),
+    frontend: FrontendConfig | None = None,
+    seed: int = 0,
+    skip_bad: bool = False,
+    cache_dir: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> FitResult:
+    """Train a student into ``out``; ``soft_labels=None`` trains the no-teacher twin on hard labels."""
+    if soft_labels is None and (online or pseudo):
+        raise DistillError("--online and --pseudo need teachers: pass --soft-labels (or drop --no-teachers)")
+    if not 0.0 <= alpha <= 1.0 or temperature <= 0:
+        raise DistillError(f"need 0 <= --alpha <= 1 and --temperature > 0 (got {alpha}, {temperature})")
+    data = Path(data).resolve()
+    distill = None
+    soft = None
+    if soft_labels is not None:
+        soft = load_soft_labels(Path(soft_labels), "training")
+        if Path(soft.config.data) != data:
+            raise DistillError(f"{soft_labels} was made from {soft.config.data}, not {data}; predict soft labels on the student's --data")
+        augment = soft.config.augment  # views must be the ones the teachers labelled
+        distill = DistillConfig(soft_labels=str(Path(soft_labels).resolve()), alpha=alpha, temperature=temperature,
+                                pseudo=str(Path(pseudo).resolve()) if pseudo else None, max_views=max_views, online=online)
+    config = RunConfig(family="student", arch=arch, data=str(data), size=size, frontend=frontend, mix=mix, augment=augment,
+                       schedule=schedule, distill=distill, seed=seed, skip_bad=skip_bad, cache_dir=str(cache_dir) if cache_dir else None)
+    budget = check_budget(build_model(config), max_mb=max_mb, max_ms=max_ms, name=f"student {arch}/{size}")
+    dataset = open_dataset(data, cache_dir=cache_dir, skip_bad=skip_bad, progress=progress)
+    if soft is None:
+        source = AugmentedSource(dataset, config)
+    elif online:
+        source = OnlineSource(dataset, config, [Path(t) for t in soft.config.teachers])
+    else:
+        extra = _pseudo_inputs(Path(pseudo), Path(soft_labels), temperature, max_views, cache_dir, progress) if pseudo else None
+        source = DistillationSource(dataset, config, soft, extra)
+    result = fit(config=config, run_dir=Path(out), resume=resume, source=source, dataset=dataset, progress=progress)
+    if budget is not None:
+        from .io import read_json, write_json
+
+        metrics = {**read_json(Path(out) / "metrics.json"), "footprint": budget}
+        write_json(Path(out) / "metrics.json", metrics)
+        result = FitResult(run_dir=result.run_dir, metrics=metrics, seconds=result.seconds, resumed_from_step=result.resumed_from_step)
+    return result

@@ -1,0 +1,72 @@
+"""Student fitting: consistent teaching, teachers untouched, the no-teacher twin, budgets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from distill.data import open_dataset
+from distill.errors import DistillError
+from distill.predict import load_soft_labels
+from distill.student import DistillationSource, fit_student
+from distill.train import BEST, RunConfig, ScheduleConfig, DistillConfig, load_checkpoint, load_run, build_model
+
+SCHEDULE = ScheduleConfig(epochs=1, batch_size=8, checkpoint_every_steps=0)
+
+
+def _weights(run):
+    _, model = load_run(run)
+    return [w.copy() for w in model.get_weights()]
+
+
+def test_distillation_batches_carry_the_stored_view_soft_labels(tiny_tree, tiny_soft_labels):
+    soft = load_soft_labels(tiny_soft_labels, "training")
+    config = RunConfig(family="student", arch="dscnn", data=str(tiny_tree), size="toy", schedule=SCHEDULE,
+                       distill=DistillConfig(soft_labels=str(tiny_soft_labels), temperature=2.0), augment=soft.config.augment)
+    source = DistillationSource(open_dataset(tiny_tree, progress=False), config, soft)
+    expected = soft.ensemble(temperature=2.0)  # (views, N, 12)
+    batch = next(source.batches(0))
+    # every row's soft target is the ensemble of one stored view of one pool example with the same hard label
+    for label, target in zip(batch.labels, batch.soft):
+        matches = np.argwhere(np.isclose(expected, target, atol=1e-6).all(axis=-1))
+        assert len(matches) and any(soft.examples.labels[n] == label for _, n in matches)
+    assert source.steps_per_epoch >= 1
+
+
+def test_student_step_changes_student_not_teachers(tiny_tree, tiny_soft_labels, teacher_runs, tmp_path):
+    before = [_weights(r) for r in teacher_runs]
+    result = fit_student(arch="dscnn", size="toy", data=tiny_tree, out=tmp_path / "student", soft_labels=tiny_soft_labels,
+                         alpha=0.5, temperature=2.0, schedule=SCHEDULE, progress=False)
+    assert result.metrics["family"] == "student" and result.metrics["steps"] > 0
+    for run, old in zip(teacher_runs, before):
+        for a, b in zip(old, _weights(run)):
+            np.testing.assert_array_equal(a, b)
+    config, trained = load_run(tmp_path / "student")
+    fresh = build_model(config)
+    assert any(not np.allclose(a, b) for a, b in zip(fresh.get_weights(), trained.get_weights()))
+    assert config.distill.soft_labels.endswith("soft")
+
+
+def test_no_teacher_twin_and_option_checks(tiny_tree, tiny_soft_labels, tmp_path):
+    result = fit_student(arch="dscnn", size="toy", data=tiny_tree, out=tmp_path / "twin", soft_labels=None, schedule=SCHEDULE, progress=False)
+    assert load_run(tmp_path / "twin")[0].distill is None and result.metrics["test"]["count"] > 0
+    with pytest.raises(DistillError, match="need teachers"):
+        fit_student(arch="dscnn", size="toy", data=tiny_tree, out=tmp_path / "x", soft_labels=None, online=True, progress=False)
+    with pytest.raises(DistillError, match="alpha"):
+        fit_student(arch="dscnn", size="toy", data=tiny_tree, out=tmp_path / "x", soft_labels=tiny_soft_labels, alpha=1.5, progress=False)
+
+
+def test_online_mode_runs_the_teachers(tiny_tree, tiny_soft_labels, tmp_path):
+    result = fit_student(arch="dscnn", size="toy", data=tiny_tree, out=tmp_path / "online", soft_labels=tiny_soft_labels,
+                         online=True, schedule=SCHEDULE, progress=False)
+    assert result.metrics["steps"] > 0 and load_run(tmp_path / "online")[0].distill.online
+
+
+def test_budget_refusal_happens_before_training(tiny_tree, tmp_path):
+    with pytest.raises(DistillError, match="over --max-mb"):
+        fit_student(arch="dscnn", size="default", data=tiny_tree, out=tmp_path / "big", soft_labels=None, max_mb=0.01, progress=False)
+    with pytest.raises(DistillError, match="over --max-ms"):
+        fit_student(arch="dscnn", size="toy", data=tiny_tree, out=tmp_path / "slow", soft_labels=None, max_ms=0.5, progress=False)
+    assert not (tmp_path / "big").exists() and not (tmp_path / "slow").exists()
+    ok = fit_student(arch="dscnn", size="toy", data=tiny_tree, out=tmp_path / "ok", soft_labels=None, max_mb=1, max_ms=200, schedule=SCHEDULE, progress=False)
+    assert ok.metrics["footprint"]["pi3_ms"] < 200 and ok.metrics["footprint"]["params"] == ok.metrics["params"]
