@@ -118,3 +118,27 @@ def tiny_soft_labels(teacher_runs, tiny_tree, tmp_path_factory):
     out = tmp_path_factory.mktemp("soft") / "soft"
     predict_soft_labels(teacher_runs=teacher_runs, data=tiny_tree, out=out, views=2, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def toy_student_run(tiny_tree, tiny_soft_labels, tmp_path_factory):
+    """A distilled toy DS-CNN student (one epoch) on the tiny tree."""
+    from distill.student import fit_student
+    from distill.train import ScheduleConfig
+
+    out = tmp_path_factory.mktemp("student") / "dscnn"
+    fit_student(arch="dscnn", size="toy", data=tiny_tree, out=out, soft_labels=tiny_soft_labels,
+                schedule=ScheduleConfig(epochs=1, batch_size=8, checkpoint_every_steps=0), progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_unlabeled(tiny_tree, tmp_path_factory):
+    """An unlabeled clip_*.wav folder made from the tiny tree's clips (mostly unknown words, like Kaggle's)."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("kaggle_test")
+    words = sorted(tiny_tree.glob("bed/*.wav")) + sorted(tiny_tree.glob("cat/*.wav")) + sorted(tiny_tree.glob("yes/*.wav"))[:3]
+    for i, wav in enumerate(words):
+        shutil.copy(wav, folder / f"clip_{i:09x}.wav")
+    return folder

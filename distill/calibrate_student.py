@@ -1,0 +1,72 @@
+"""Calibrating a student run for the unlabeled test folder's class mix (``distill calibrate``).
+
+Computes the student's logits on its validation examples and on the
+unlabeled folder, fits a :class:`~distill.calibrate.PriorShiftCalibrator`
+with the student's real training prior, and writes::
+
+    calibrator.joblib   the fitted estimator (trusted input only: joblib is pickle)
+    calibration.json    its summary: 12 logit offsets in class order, priors, CV scores
+    config.json         what was calibrated against what
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .calibrate import PriorShiftCalibrator
+from .config import save_config
+from .data import make_examples, materialize, open_dataset, open_unlabeled
+from .io import write_json
+from .labels import NUM_CLASSES
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    run: str
+    unlabeled: str
+    tune_classes: tuple[str, ...] = ("silence", "unknown")
+    cv: int = 5
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    out: Path
+    summary: dict
+    validation_accuracy_before: float
+    validation_accuracy_after_expected: float
+
+
+def _predict_all(predict, count: int, load, batch: int = 512) -> np.ndarray:
+    return np.concatenate([predict(load(np.arange(i, min(i + batch, count)))) for i in range(0, count, batch)]) if count else np.zeros((0, NUM_CLASSES))
+
+
+def calibrate_student(*, run: Path, unlabeled: Path, out: Path, tune_classes: tuple[str, ...] = ("silence", "unknown"), cv: int = 5,
+                      seed: int = 0, cache_dir: Path | None = None, progress: bool = True) -> CalibrationResult:
+    from .train import evaluation_examples, load_run, make_predictor
+
+    config, model = load_run(Path(run))
+    dataset = open_dataset(Path(config.data), cache_dir=cache_dir or (Path(config.cache_dir) if config.cache_dir else None), progress=progress)
+    predict = make_predictor(model)
+    validation = evaluation_examples(dataset, config, "validation")
+    val_logits = _predict_all(predict, len(validation), lambda pos: materialize(dataset, validation, pos))
+    folder = open_unlabeled(Path(unlabeled), cache_dir=cache_dir, progress=progress)
+    test_logits = _predict_all(predict, len(folder.names), folder.waveforms)
+    # the prior the student was trained under: the class mix of its training epochs
+    train_labels = make_examples(dataset, split="training", mix=config.mix, seed=config.seed).labels
+    train_prior = np.bincount(train_labels, minlength=NUM_CLASSES).astype(np.float64)
+    train_prior = np.maximum(train_prior, 1.0) / np.maximum(train_prior, 1.0).sum()
+    calibrator = PriorShiftCalibrator(train_prior=train_prior, tune_classes=tuple(tune_classes), cv=cv, random_state=seed)
+    calibrator.fit(val_logits, validation.labels, X_unlabeled=test_logits)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    calibrator.save(out / "calibrator.joblib")
+    summary = calibrator.summary()
+    write_json(out / "calibration.json", summary)
+    save_config(CalibrationConfig(run=str(Path(run).resolve()), unlabeled=str(Path(unlabeled).resolve()), tune_classes=tuple(tune_classes), cv=cv, seed=seed), out / "config.json")
+    before = float((val_logits.argmax(1) == validation.labels).mean())
+    after = float(calibrator.expected_accuracy(val_logits, validation.labels))
+    return CalibrationResult(out=out, summary=summary, validation_accuracy_before=before, validation_accuracy_after_expected=after)

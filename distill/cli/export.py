@@ -1,0 +1,35 @@
+"""``distill export``: freeze a student into the competition's TF 1.4 GraphDef, optionally proving it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from . import app
+
+
+@app.command("export")
+def export_command(
+    run: Path = typer.Option(..., "--run", help="A student run folder (from `distill student fit`)."),
+    out: Path = typer.Option(Path("runs/export"), "--out", help="Folder for model.pb, labels.txt and manifest.json."),
+    calibration: Path = typer.Option(None, "--calibration", help="A `distill calibrate` folder: its logit offsets become a bias before labels_softmax."),
+    quantize_weights: bool = typer.Option(False, "--quantize-weights", help="Store large weights as 8 bits with a Dequantize op (for models near 5 MB)."),
+    check_pi: bool = typer.Option(False, "--check-pi", help="Prove the rules: size, TF 1.4 op registry, TF 1.4 runtime, parity, Pi 3 latency; exit 1 if any fails."),
+    check_clips: int = typer.Option(16, "--check-clips", help="Real clips from the run's data used for the parity check."),
+    tf14_wheel: Path = typer.Option(None, "--tf14-wheel", envvar="DISTILL_TF14_WHEEL", help="An existing tensorflow==1.4.0 wheel or extracted folder (default: fetched once into ~/.cache/distill/tf14)."),
+) -> None:
+    """Write model.pb (frozen, BN folded, TF 1.4 ops only), labels.txt and manifest.json from a student run."""
+    from ..export import export_student
+
+    result = export_student(run=run, out=out, calibration=calibration, quantize=quantize_weights, check=check_pi, check_clips=check_clips, wheel=tf14_wheel)
+    fp = result.footprint
+    typer.echo(f"{result.model_path}: {result.bytes:,} bytes, {result.folded_batch_norms} batch norms folded, "
+               f"{result.quantized_constants} constants quantized; estimated Pi 3 {fp['pi3_ms']:.1f} ms (+-{100 * fp['pi3_loo_error']:.0f}%)")
+    if result.checks is not None:
+        from ..compliance import CheckLine, CheckReport
+
+        report = CheckReport(lines=[CheckLine(**line) for line in result.checks["lines"]])
+        typer.echo(report.to_table())
+        if not report.passed:
+            raise typer.Exit(1)

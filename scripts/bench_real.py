@@ -1,0 +1,147 @@
+#!/usr/bin/env python
+"""The whole pipeline on a real Speech Commands tree, reported as a table (JSON + Markdown).
+
+usage: python scripts/bench_real.py --data DIR --out DIR [--kaggle-test DIR] [--preset cpu|gpu|smoke]
+
+Stages (each skipped when its output is complete, so an interrupted run resumes):
+teachers train -> teachers predict (augmented views + the unlabeled Kaggle sample)
+-> student fit (distilled) -> the same student with --no-teachers -> ablations
+-> report. Later stages (calibrate, export, --check-pi, TF 1.4 evaluation,
+submit) run when the toolkit has them. Writes OUT/report.json and OUT/report.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@dataclass(frozen=True)
+class Preset:
+    teachers: tuple[str, ...]
+    teacher_size: str
+    teacher_epochs: int
+    student: str
+    student_size: str
+    student_epochs: int
+    views: int
+    batch_size: int = 64
+
+
+PRESETS = {
+    # finishes in about an hour on 2 CPU cores for the 10k-clip subset
+    "cpu": Preset(("resnet", "wavecnn", "crnn"), "default", 20, "tcresnet", "14", 30, 4),
+    # for a lent GPU machine: larger teachers, longer schedules
+    "gpu": Preset(("resnet", "wavecnn", "crnn"), "large", 60, "tcresnet", "14-w1.5", 60, 8),
+    # plumbing check in a few minutes
+    "smoke": Preset(("resnet", "wavecnn", "crnn"), "toy", 1, "tcresnet", "toy", 1, 2, 32),
+}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def done(run: Path) -> bool:
+    return (run / "metrics.json").exists()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--kaggle-test", type=Path, help="unlabeled clip_*.wav folder (pseudo-label candidates, submission)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--jobs", type=int, default=1, help="teachers trained at once")
+    args = parser.parse_args()
+    preset = PRESETS[args.preset]
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+
+    from distill.student import fit_student
+    from distill.teachers_train import train_teachers
+    from distill.train import ScheduleConfig
+
+    started = time.time()
+    timings: dict[str, float] = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
+
+    def stage(name, complete, fn):
+        if complete():
+            log(f"{name}: done earlier, skipped")
+            return
+        log(f"{name}: running")
+        t = time.time()
+        fn()
+        timings[name] = timings.get(name, 0.0) + time.time() - t
+        (out / "timings.json").write_text(json.dumps(timings, indent=2))
+
+    teacher_dirs = [out / "teachers" / a for a in preset.teachers]
+    stage("teachers", lambda: all(done(d) for d in teacher_dirs), lambda: train_teachers(
+        archs=list(preset.teachers), data=args.data, out=out / "teachers", size=preset.teacher_size,
+        schedule=ScheduleConfig(epochs=preset.teacher_epochs, batch_size=preset.batch_size), jobs=args.jobs, resume=True, progress=False))
+
+    soft = out / "soft_labels"
+    from distill.predict import predict_soft_labels
+
+    stage("predict", lambda: (soft / "testing" / f"logits_{preset.teachers[-1]}.npy").exists() and (not args.kaggle_test or (soft / "unlabeled" / f"logits_{preset.teachers[-1]}.npy").exists()),
+          lambda: predict_soft_labels(teacher_runs=teacher_dirs, data=args.data, out=soft, views=preset.views, unlabeled=args.kaggle_test, progress=False))
+    from distill.report import teacher_report
+
+    teacher_report(soft_labels=soft, out=out / "teacher_report")
+
+    schedule = ScheduleConfig(epochs=preset.student_epochs, batch_size=preset.batch_size, label_smoothing=0.0)
+    students = {
+        "student_distilled": dict(soft_labels=soft),
+        "student_no_teachers": dict(soft_labels=None),
+        "student_clean_views": dict(soft_labels=soft, max_views=1),
+    }
+    for name, kwargs in students.items():
+        run = out / name
+        stage(name, lambda run=run: done(run), lambda run=run, kwargs=kwargs: fit_student(
+            arch=preset.student, size=preset.student_size, data=args.data, out=run, schedule=schedule, max_mb=1.0, max_ms=30.0,
+            resume=(run / "config.json").exists(), progress=False, **kwargs))
+
+    write_report(out, preset, teacher_dirs, students, timings, args)
+    log(f"finished in {time.time() - started:.0f} s this session; report in {out / 'report.md'}")
+
+
+def write_report(out: Path, preset: Preset, teacher_dirs, students, timings, args) -> None:
+    from distill.io import read_json, write_json, write_text
+
+    rows = []
+    for d in teacher_dirs:
+        m = read_json(d / "metrics.json")
+        rows.append({"model": f"teacher {m['arch']}/{m['size']}", "params": m["params"], "validation": m["validation"]["accuracy"], "test": m["test"]["accuracy"]})
+    rep = read_json(out / "teacher_report" / "report.json")
+    ens = {r["split"]: r["accuracy"] for r in rep["rows"] if r["model"] == "ensemble"}
+    rows.append({"model": "teacher ensemble", "params": sum(r["params"] for r in rows), "validation": ens.get("validation"), "test": ens.get("testing")})
+    for name in students:
+        if not done(out / name):
+            continue
+        m = read_json(out / name / "metrics.json")
+        fp = m.get("footprint", {})
+        rows.append({"model": f"{name.replace('_', ' ')} ({m['arch']}/{m['size']})", "params": m["params"], "float32_bytes": fp.get("float32_bytes"),
+                     "macs": fp.get("macs"), "pi3_ms": fp.get("pi3_ms"), "validation": m["validation"]["accuracy"], "test": m["test"]["accuracy"]})
+    report = {"data": str(args.data), "preset": args.preset, "rows": rows, "agreement": rep["agreement"], "timings_s": timings}
+    write_json(out / "report.json", report)
+
+    def pct(v):
+        return "" if v is None else f"{100 * v:.2f}"
+
+    lines = ["| model | params | float32 bytes | MACs | est. Pi 3 ms | validation % | test % |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        macs = f"{r['macs'] / 1e6:.1f} M" if r.get("macs") else ""
+        ms = f"{r['pi3_ms']:.1f}" if r.get("pi3_ms") is not None else ""
+        lines.append(f"| {r['model']} | {r['params']:,} | {r.get('float32_bytes') or ''} | {macs} | {ms} | {pct(r['validation'])} | {pct(r['test'])} |")
+    write_text(out / "report.md", f"# Real-audio benchmark ({args.preset} preset)\n\nData: `{args.data}`\n\n" + "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
