@@ -194,8 +194,15 @@ def configure_threads(threads: int) -> None:
 
 def build_model(config: RunConfig):
     builder = FAMILIES[config.family].get(config.arch)
+    extra = {}
+    if config.family == "teacher" and config.augment.spec_enabled():
+        # teachers mask their features while training (identity at inference); students stay plain so
+        # that their exported graph is exactly the network that was trained
+        from .augment import SpecAugment
+
+        extra["feature_augment"] = SpecAugment.from_augment_config(config.augment, seed=config.seed)
     try:
-        return builder(size=config.size, frontend=config.frontend, seed=config.seed)
+        return builder(size=config.size, frontend=config.frontend, seed=config.seed, **extra)
     except ValueError as err:
         raise DistillError(f"{config.family} '{config.arch}': {err}") from err
 
@@ -204,7 +211,9 @@ def build_model(config: RunConfig):
 
 
 def _save_checkpoint(path: Path, model, optimizer, state: dict) -> None:
-    arrays = {f"model_{i:04d}": w for i, w in enumerate(model.get_weights())}
+    # model.variables, not get_weights(): it also holds the SpecAugment seed-generator state, which an
+    # exact resume needs
+    arrays = {f"model_{i:04d}": v.numpy() for i, v in enumerate(model.variables)}
     if optimizer is not None:
         arrays.update({f"optim_{i:04d}": v.numpy() for i, v in enumerate(optimizer.variables)})
     arrays["state"] = np.frombuffer(__import__("json").dumps(state).encode(), dtype=np.uint8)
@@ -220,10 +229,11 @@ def load_checkpoint(path: Path, model, optimizer=None) -> dict:
     with np.load(path) as npz:
         model_keys = sorted(k for k in npz.files if k.startswith("model_"))
         weights = [npz[k] for k in model_keys]
-        expected = model.get_weights()
-        if len(weights) != len(expected) or any(a.shape != b.shape for a, b in zip(weights, expected)):
+        variables = model.variables
+        if len(weights) != len(variables) or any(tuple(a.shape) != tuple(v.shape) for a, v in zip(weights, variables)):
             raise DistillError(f"{path}: checkpoint does not fit this architecture/size (was config.json edited?)")
-        model.set_weights(weights)
+        for variable, value in zip(variables, weights):
+            variable.assign(value)
         if optimizer is not None:
             optim_keys = sorted(k for k in npz.files if k.startswith("optim_"))
             for var, key in zip(optimizer.variables, optim_keys):

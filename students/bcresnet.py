@@ -47,6 +47,12 @@ Parameters: trainable ones; float32 size: all weights including the BatchNorm
 statistics, before BN folding (folding makes the graph slightly smaller).
 The paper reports 9.2 k / 27.3 k / 54.2 k parameters for BC-ResNet-1 / 2 / 3
 (SubSpectralNorm's 5 sub-band affines account for the difference).
+
+Latency: frozen and run in the TF 1.4 runtime (x86, one thread), BC-ResNet-1 / 2 / 3
+take about 3.7 / 5.7 / 7.5 ms per clip with BatchNorm folded (7.3 / 11 / 14.7 ms
+unfolded): the broadcast residual adds and the per-block elementwise ops run at
+full 98 x 20 resolution, so per MAC this is the slowest student; with the notes'
+x8.6-11.7 x86-to-Pi ratios, BC-ResNet-2 is ~50-70 ms on a Pi 3.
 """
 
 from __future__ import annotations
@@ -54,7 +60,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from distill.features import FrontendConfig
-from distill.models import BN_EPSILON, BN_MOMENTUM, Seeds, classifier_head, conv_bn_relu, features, input_normalization, resolve_size, waveform_input
+from distill.models import (
+    BN_EPSILON,
+    BN_MOMENTUM,
+    Seeds,
+    classifier_head,
+    conv_bn_relu,
+    features,
+    input_normalization,
+    resolve_size,
+    waveform_input,
+)
 from distill.registry import STUDENTS
 
 
@@ -135,7 +151,9 @@ def build_bcresnet(*, size: str = "default", num_classes: int = 12, frontend: Fr
     # tail: depthwise conv over all remaining frequency bins (5 at 40 bins; valid) and 5 frames (same)
     freq_kernel = min(5, int(x.shape[2]))
     x = keras.layers.ZeroPadding2D(((2, 2), (0, 0)), name="tail_pad")(x)
-    x = keras.layers.DepthwiseConv2D((5, freq_kernel), padding="valid", use_bias=False, depthwise_initializer=seeds.he(), name="tail_dw")(x)
+    x = keras.layers.DepthwiseConv2D(
+        (5, freq_kernel), padding="valid", use_bias=False, depthwise_initializer=seeds.he(), name="tail_dw"
+    )(x)
     x = keras.layers.Conv2D(widths[-1], 1, use_bias=False, kernel_initializer=seeds.he(), name="tail_pw_conv")(x)
     x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name="tail_pw_bn")(x)
     x = keras.layers.ReLU(name="tail_pw_relu")(x)

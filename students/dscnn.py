@@ -31,6 +31,9 @@ l        413.8 k     1.68 MB       28.3 M
 Parameters: trainable ones; float32 size: all weights including the BatchNorm
 statistics, before BN folding (folding makes the graph slightly smaller).
 On the 98x40 log-mel or MFCC front-end: s 20.8 M MACs, m 75.8 M.
+
+Latency: frozen and run in the TF 1.4 runtime (x86, one thread), s / m / l take
+about 0.8 / 1.8 / 3.3 ms per clip with BatchNorm folded (1.6 / 3.0-3.6 / 6.6 ms unfolded).
 """
 
 from __future__ import annotations

@@ -33,6 +33,9 @@ Parameters: trainable ones; float32 size: all weights including the BatchNorm
 statistics, before BN folding (folding makes the graph slightly smaller).
 The paper reports 66 k / 137 k / 145 k / 305 k parameters and 3.0 / 6.3 / 6.6 /
 13.4 M FLOPs (2 per MAC, 101 frames) for 8 / 14 / 8-1.5 / 14-1.5.
+
+Latency: frozen and run in the TF 1.4 runtime (x86, one thread), 14 / 14-w1.5 take
+about 1.2 / 1.6 ms per clip with BatchNorm folded (1.3 / 1.8 ms unfolded).
 """
 
 from __future__ import annotations

@@ -112,11 +112,11 @@ def teacher_runs(tiny_tree, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_soft_labels(teacher_runs, tiny_tree, tmp_path_factory):
+def tiny_soft_labels(teacher_runs, tiny_tree, tiny_unlabeled, tmp_path_factory):
     from distill.predict import predict_soft_labels
 
     out = tmp_path_factory.mktemp("soft") / "soft"
-    predict_soft_labels(teacher_runs=teacher_runs, data=tiny_tree, out=out, views=2, progress=False)
+    predict_soft_labels(teacher_runs=teacher_runs, data=tiny_tree, out=out, views=2, unlabeled=tiny_unlabeled, progress=False)
     return out
 
 

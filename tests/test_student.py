@@ -70,3 +70,26 @@ def test_budget_refusal_happens_before_training(tiny_tree, tmp_path):
     assert not (tmp_path / "big").exists() and not (tmp_path / "slow").exists()
     ok = fit_student(arch="dscnn", size="toy", data=tiny_tree, out=tmp_path / "ok", soft_labels=None, max_mb=1, max_ms=200, schedule=SCHEDULE, progress=False)
     assert ok.metrics["footprint"]["pi3_ms"] < 200 and ok.metrics["footprint"]["params"] == ok.metrics["params"]
+
+
+def test_pseudo_labels_join_training_and_review_decisions_apply(tiny_tree, tiny_soft_labels, tmp_path):
+    from distill.pseudo import load_pseudo, select_pseudo_labels
+    from distill.student import _pseudo_inputs
+
+    selection = select_pseudo_labels(soft_labels=tiny_soft_labels, out=tmp_path / "pseudo.csv", threshold=0.0, min_agreement=0.0)
+    pseudo = load_pseudo(selection.path)
+    assert len(pseudo.names) == selection.selected > 2
+    # a person rejects one clip and relabels another as "go"
+    (tmp_path / "pseudo.review.csv").write_text(
+        "fname,decision,label,timestamp\n"
+        f"{pseudo.names[0]},reject,{'unknown'},2026-01-01T00:00:00Z\n"
+        f"{pseudo.names[1]},relabel,go,2026-01-01T00:00:00Z\n"
+    )
+    folder, rows, seeds, probs = _pseudo_inputs(selection.path, tiny_soft_labels, 2.0, 0, None, False)
+    assert len(rows) == len(pseudo.names) - 1 and probs.shape == (2, len(rows), 12)
+    go = 0  # the relabelled clip comes first once the rejected one is dropped
+    np.testing.assert_array_equal(probs[:, go].argmax(-1), [11, 11])
+    result = fit_student(arch="dscnn", size="toy", data=tiny_tree, out=tmp_path / "with_pseudo", soft_labels=tiny_soft_labels,
+                         pseudo=selection.path, schedule=SCHEDULE, progress=False)
+    assert load_run(tmp_path / "with_pseudo")[0].distill.pseudo == str(selection.path.resolve())
+    assert result.metrics["steps"] >= 1
