@@ -388,6 +388,29 @@ def _store_output(store: dict, key: str, value) -> None:
         store[key] = value
 
 
+def _serve_batch(rt: Runtime, request: dict, result: dict) -> dict:
+    """One session, the same graph run once per row of a stacked feed (e.g. every clip of a test split)."""
+    inputs = np.load(request["inputs_npz"])
+    batch_name = request["batch_feed"]
+    batch = inputs[request["batch_key"]]
+    feeds = {batch_name: batch[0], **_load_feeds(inputs, request.get("feeds", {}))}
+    with open(request["graph"], "rb") as fh:
+        sess = Session(rt, fh.read(), feeds, request["fetches"], int(request.get("threads", 1)), "batch")
+    try:
+        slot = sess.feed_names.index(batch_name)
+        want = rt.lib.TF_OperationOutputType(sess.inputs[slot])
+        outputs: list[list] = [[] for _ in sess.fetch_names]
+        for row in batch:
+            rt.lib.TF_DeleteTensor(sess.input_tensors[slot])
+            sess.input_tensors[slot] = rt.make_tensor(sess._convert(batch_name, row, want), want)
+            for j, value in enumerate(sess.fetch_once()):
+                outputs[j].append(value)
+        np.savez(request["outputs_npz"], **{f"o{j}": np.stack(values) for j, values in enumerate(outputs)})
+        return result
+    finally:
+        sess.close()
+
+
 def serve(request: dict) -> dict:
     if request.get("nice"):
         try:  # benchmarks only: a higher priority keeps other processes from preempting the timed runs
@@ -403,6 +426,8 @@ def serve(request: dict) -> dict:
         with open(request["outputs_path"], "wb") as fh:
             fh.write(rt.op_list())
         return result
+    if mode == "batch":
+        return _serve_batch(rt, request, result)
     if mode != "run":
         raise TFError(f"unknown worker mode {mode!r}")
 

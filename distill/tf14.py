@@ -293,6 +293,32 @@ def run_graphs(graphs: Mapping[str, GraphLike], *, feeds: Mapping[str, Any] | Ma
     return results
 
 
+def run_graph_batch(graph: GraphLike, *, batch_feed: str, batch: np.ndarray, feeds: Mapping[str, Any] | None = None,
+                    fetches: Sequence[str], threads: int = 1, timeout: float = 3600.0,
+                    runtime_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
+    """Run one graph in TF 1.4 once per row of ``batch`` (fed to ``batch_feed``); outputs stacked per fetch.
+
+    One worker and one session serve every row, so evaluating a whole test
+    split in TF 1.4 costs one graph import, not one per clip.
+    """
+    lib_dir = Path(runtime_dir) if runtime_dir is not None else tf14_runtime_dir()
+    with tempfile.TemporaryDirectory(prefix="distill-tf14-") as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "graph.pb").write_bytes(_graph_bytes(graph))
+        store: dict = {"batch": np.ascontiguousarray(batch)}
+        keys = {}
+        for j, (name, value) in enumerate((feeds or {}).items()):
+            _store_feed(store, f"f{j}", value)
+            keys[name] = f"f{j}"
+        np.savez(tmp / "inputs.npz", **store)
+        request = {"lib_dir": str(lib_dir), "mode": "batch", "inputs_npz": str(tmp / "inputs.npz"), "outputs_npz": str(tmp / "outputs.npz"),
+                   "graph": str(tmp / "graph.pb"), "batch_feed": batch_feed, "batch_key": "batch", "feeds": keys,
+                   "fetches": list(fetches), "threads": int(threads)}
+        _call_worker(request, tmp, timeout=timeout)
+        with np.load(tmp / "outputs.npz") as npz:
+            return {name: npz[f"o{j}"] for j, name in enumerate(fetches)}
+
+
 def run_graph(graph: GraphLike, *, feeds: Mapping[str, Any], fetches: Sequence[str], repeats: int = 0,
               threads: int = 1, warmup: int = 1, trace_runs: int = 0, timeout: float = 600.0,
               runtime_dir: str | os.PathLike | None = None) -> Tf14Result:

@@ -99,3 +99,18 @@ def test_import_errors_carry_tf14s_message():
         tf14.run_graph(raw, feeds={"x:0": np.ones(2, np.float32)}, fetches=["Identity:0"])
     with pytest.raises(DistillError, match="Invalid GraphDef"):
         tf14.run_graph(b"not a graph", feeds={}, fetches=["y:0"])
+
+
+@pytest.mark.skipif(not tf14.tf14_available(), reason="TF 1.4 runtime unavailable")
+def test_run_graph_batch_equals_single_runs():
+    from distill.reference_graphs import reference_graph
+    from distill.tf14 import run_graph, run_graph_batch
+
+    graph = reference_graph("tutorial_conv").SerializeToString()
+    clips = np.random.default_rng(5).normal(0, 0.1, (3, 16000, 1)).astype(np.float32)
+    stacked = run_graph_batch(graph, batch_feed="decoded_sample_data:0", batch=clips, feeds={"decoded_sample_data:1": np.int32(16000)},
+                              fetches=["labels_softmax:0"])["labels_softmax:0"]
+    assert stacked.shape[0] == 3
+    for clip, row in zip(clips, stacked):
+        single = run_graph(graph, feeds={"decoded_sample_data:0": clip, "decoded_sample_data:1": np.int32(16000)}, fetches=["labels_softmax:0"])
+        np.testing.assert_allclose(row, single.outputs["labels_softmax:0"], atol=1e-7)

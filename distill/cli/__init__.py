@@ -46,7 +46,7 @@ def classes_command() -> None:
 
 def _register_subcommands() -> None:
     # each module adds its sub-app to ``app``
-    from . import calibrate, data, demo, export, pseudo, student, teachers  # noqa: F401
+    from . import calibrate, data, demo, export, pseudo, student, submit, teachers  # noqa: F401
 
 
 _register_subcommands()

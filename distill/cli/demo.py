@@ -12,8 +12,12 @@ from . import app
 @app.command("demo")
 def demo_command(
     out: Path = typer.Option(Path("demo"), "--out", help="Folder for everything the demo makes (data, runs, summary)."),
-    speakers: int = typer.Option(40, help="Synthetic speakers in the demo tree."),
+    speakers: int = typer.Option(60, help="Synthetic speakers in the demo tree."),
+    takes: int = typer.Option(2, help="Takes of each word per speaker."),
     test_clips: int = typer.Option(400, help="Unlabeled test clips with a shifted class mix (scored against their answer key)."),
+    teacher_epochs: int = typer.Option(25, help="Epochs for each teacher."),
+    student_epochs: int = typer.Option(30, help="Epochs for the student and its no-teacher twin."),
+    data_only: bool = typer.Option(False, "--data-only", help="Only synthesize and index the data."),
     seed: int = typer.Option(0, help="Seed for every stage."),
     jobs: int = typer.Option(2, help="Parallel worker processes."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
@@ -21,9 +25,16 @@ def demo_command(
     """Run the pipeline on synthesized speech (eSpeak NG; a demo, never a competition model) and print a summary."""
     from ..demo import DemoConfig, run_demo
 
-    result = run_demo(out=out, config=DemoConfig(speakers=speakers, test_clips=test_clips, seed=seed, jobs=jobs), progress=not quiet, log=typer.echo)
+    from ..demo import format_table
+
+    config = DemoConfig(speakers=speakers, takes=takes, test_clips=test_clips, seed=seed, jobs=jobs, teacher_epochs=teacher_epochs,
+                        student_epochs=student_epochs, full=not data_only)
+    result = run_demo(out=out, config=config, progress=not quiet, log=typer.echo)
     typer.echo(result.stats_table.rstrip("\n"))
     typer.echo("")
+    if result.table:
+        typer.echo(format_table(result.table))
+        typer.echo("")
     for s in result.stages:
         typer.echo(f"{s['stage']:<10} {s['seconds']:>7.1f} s  ok")
-    typer.echo(f"summary: {result.out / 'summary.json'}")
+    typer.echo(f"summary: {result.out / 'summary.json'}" + (f", {result.out / 'summary.html'}" if result.table else ""))
