@@ -27,6 +27,7 @@ from .synth import SynthConfig, synthesize_dataset
 class DemoConfig:
     speakers: int = 60
     takes: int = 2
+    min_speakers_per_split: int = 10  # validation and test need enough voices for accuracy to mean something
     test_clips: int = 400
     seed: int = 0
     jobs: int = 2
@@ -160,7 +161,8 @@ def _labels_and_predictions(score: dict):
 
 
 def _synth(out: Path, config: DemoConfig, progress: bool):
-    synth_config = SynthConfig(speakers=config.speakers, takes=config.takes, test_clips=config.test_clips, seed=config.seed)
+    synth_config = SynthConfig(speakers=config.speakers, takes=config.takes, test_clips=config.test_clips, seed=config.seed,
+                               min_speakers_per_split=min(config.min_speakers_per_split, config.speakers // 3))
     marker = out / "data" / "synth_config.json"
     result = synthesize_dataset(out=out / "data", config=synth_config, jobs=config.jobs, test_dir=out / "kaggle_test",
                                 answer_key=out / "kaggle_test_answers.csv", overwrite=marker.exists(), progress=progress)

@@ -46,6 +46,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .errors import DistillError
+from .graph_compat import _split_input as _split
 
 METHOD = "x86-ops/pi-threads v1"
 PI_THREADS = 4            # benchmark_model's default: intra-op threads = cores
@@ -133,14 +134,6 @@ class PiEstimate:
 
 
 # -- static analysis -----------------------------------------------------------------------------
-
-def _split(name: str) -> tuple[str, int]:
-    name = name.lstrip("^")
-    base, _, idx = name.rpartition(":")
-    if base and idx.isdigit():
-        return base, int(idx)
-    return name, 0
-
 
 def _prod(shape) -> float:
     return float(np.prod([d for d in shape])) if shape is not None else float("nan")
