@@ -131,6 +131,9 @@ def run_demo(*, out: Path, config: DemoConfig = DemoConfig(), progress: bool = T
         arch = r["model"].split()[-1]
         if arch in config.teachers:
             r["params"] = read_json(runs / "teachers" / arch / "metrics.json")["params"]
+    for r in rows:
+        if r["model"] == "teacher ensemble":
+            r["params"] = sum(x.get("params", 0) for x in rows if x is not r)
     s_metrics, t_metrics = student.metrics, twin.metrics
     fp = exported.footprint
     rows += [
