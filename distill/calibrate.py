@@ -71,7 +71,7 @@ _EM_FLOOR = 1e-200
 
 
 def em_prior_shift(
-    probs: np.ndarray, train_prior: np.ndarray, *, max_iter: int = 200, tol: float = 1e-8
+    probs: np.ndarray, train_prior: np.ndarray, *, max_iter: int = 200, tol: float = 1e-8, prior_strength: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Estimate the class prior of an unlabelled set by EM (Saerens et al. 2002).
 
@@ -100,11 +100,18 @@ def em_prior_shift(
         raise ValueError("every row of probs must have a positive sum")
     log_probs = np.log(np.maximum(probs / row_sums, _TINY))
     train_prior = _check_prior(train_prior, probs.shape[1], "train_prior")
-    return _em_log(log_probs, train_prior, max_iter=max_iter, tol=tol)
+    return _em_log(log_probs, train_prior, max_iter=max_iter, tol=tol, prior_strength=prior_strength)
 
 
-def _em_log(log_probs: np.ndarray, train_prior: np.ndarray, *, max_iter: int, tol: float) -> tuple[np.ndarray, np.ndarray, int]:
+def _em_log(log_probs: np.ndarray, train_prior: np.ndarray, *, max_iter: int, tol: float,
+            prior_strength: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
     """EM on log posteriors (rows need not be normalised).
+
+    ``prior_strength`` > 0 makes it MAP-EM under a Dirichlet prior centred on
+    ``train_prior`` worth that many pseudo-clips: the M step becomes
+    ``(sum of posteriors + strength * train_prior) / (m + strength)``. On a
+    158,538-clip test set a strength of a few hundred changes nothing; on a
+    folder of 24 clips it keeps EM from estimating whole classes at 0%.
 
     With ``r = prior / train_prior`` and ``P`` the posteriors, the E and M steps
     collapse to ``prior_new = r * P.T @ (1 / (P @ r)) / m``: two matrix-vector
@@ -117,6 +124,8 @@ def _em_log(log_probs: np.ndarray, train_prior: np.ndarray, *, max_iter: int, to
         raise ValueError(f"max_iter must be >= 1; got {max_iter}")
     if not tol > 0:
         raise ValueError(f"tol must be > 0; got {tol}")
+    if not prior_strength >= 0:
+        raise ValueError(f"prior_strength must be >= 0; got {prior_strength}")
     log_train = np.log(train_prior)
     P = np.exp(log_probs - log_probs.max(axis=1, keepdims=True))
     m = P.shape[0]
@@ -124,7 +133,7 @@ def _em_log(log_probs: np.ndarray, train_prior: np.ndarray, *, max_iter: int, to
     iterations = 0
     for iterations in range(1, int(max_iter) + 1):
         ratio = np.maximum(prior, _EM_FLOOR) / train_prior
-        new_prior = ratio * (P.T @ (1.0 / (P @ ratio))) / m
+        new_prior = (ratio * (P.T @ (1.0 / (P @ ratio))) + prior_strength * train_prior) / (m + prior_strength)
         new_prior /= new_prior.sum()
         change = float(np.max(np.abs(new_prior - prior)))
         prior = new_prior
@@ -250,8 +259,10 @@ class PriorShiftCalibrator(BaseEstimator):
         tune: bool = True,
         tie_se: float = 0.5,
         calibration: str | None = "bcts",
+        prior_strength: float = 0.0,
     ):
         self.train_prior = train_prior
+        self.prior_strength = prior_strength
         self.em_max_iter = em_max_iter
         self.em_tol = em_tol
         self.tune_classes = tune_classes
@@ -303,7 +314,8 @@ class PriorShiftCalibrator(BaseEstimator):
         temperature = 1.0 / scale
 
         test_prior, _, iterations = _em_log(
-            log_softmax(scale * X_unlabeled + bias, axis=1), train_prior, max_iter=self.em_max_iter, tol=self.em_tol
+            log_softmax(scale * X_unlabeled + bias, axis=1), train_prior, max_iter=self.em_max_iter, tol=self.em_tol,
+            prior_strength=float(self.prior_strength),
         )
         converged = iterations < int(self.em_max_iter)
         if not converged:

@@ -30,6 +30,7 @@ class CalibrationConfig:
     tune_classes: tuple[str, ...] = ("silence", "unknown")
     cv: int = 5
     seed: int = 0
+    prior_strength: float = 500.0
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def _predict_all(predict, count: int, load, batch: int = 512) -> np.ndarray:
 
 
 def calibrate_student(*, run: Path, unlabeled: Path, out: Path, tune_classes: tuple[str, ...] = ("silence", "unknown"), cv: int = 5,
-                      seed: int = 0, cache_dir: Path | None = None, progress: bool = True) -> CalibrationResult:
+                      seed: int = 0, prior_strength: float = 500.0, cache_dir: Path | None = None, progress: bool = True) -> CalibrationResult:
     from .train import evaluation_examples, load_run, make_predictor
 
     config, model = load_run(Path(run))
@@ -59,14 +60,14 @@ def calibrate_student(*, run: Path, unlabeled: Path, out: Path, tune_classes: tu
     train_labels = make_examples(dataset, split="training", mix=config.mix, seed=config.seed).labels
     train_prior = np.bincount(train_labels, minlength=NUM_CLASSES).astype(np.float64)
     train_prior = np.maximum(train_prior, 1.0) / np.maximum(train_prior, 1.0).sum()
-    calibrator = PriorShiftCalibrator(train_prior=train_prior, tune_classes=tuple(tune_classes), cv=cv, random_state=seed)
+    calibrator = PriorShiftCalibrator(train_prior=train_prior, tune_classes=tuple(tune_classes), cv=cv, random_state=seed, prior_strength=prior_strength)
     calibrator.fit(val_logits, validation.labels, X_unlabeled=test_logits)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     calibrator.save(out / "calibrator.joblib")
     summary = calibrator.summary()
     write_json(out / "calibration.json", summary)
-    save_config(CalibrationConfig(run=str(Path(run).resolve()), unlabeled=str(Path(unlabeled).resolve()), tune_classes=tuple(tune_classes), cv=cv, seed=seed), out / "config.json")
+    save_config(CalibrationConfig(run=str(Path(run).resolve()), unlabeled=str(Path(unlabeled).resolve()), tune_classes=tuple(tune_classes), cv=cv, seed=seed, prior_strength=prior_strength), out / "config.json")
     before = float((val_logits.argmax(1) == validation.labels).mean())
     after = float(calibrator.expected_accuracy(val_logits, validation.labels))
     return CalibrationResult(out=out, summary=summary, validation_accuracy_before=before, validation_accuracy_after_expected=after)

@@ -5,14 +5,15 @@ ONE clip: ``wav_data`` -> DecodeWav ``decoded_sample_data`` ([16000, 1]) ->
 front-end -> model -> ``labels_softmax`` ([1, 12] or [12]).
 
 * :class:`GraphPredictor` imports it into TF 2 and predicts a batch of waveforms
-  per call. The single-clip graph is vectorized with ``tf.vectorized_map``
-  (pfor), in chunks of ``chunk`` clips, with converters added here for the
-  audio ops pfor does not know (``AudioSpectrogram``, ``Mfcc``: they take the
-  batch on their channel axis) and a batch-folding ``DepthwiseConv2dNative``
-  (pfor's own folds the batch into the channels); results equal single-clip
-  runs (checked on a probe batch at load; any mismatch falls back to
-  ``tf.map_fn``). ``method="map_fn"`` / ``"loop"`` are the measured
-  alternatives (``scripts/bench_submit.py`` prints all three).
+  per call, in chunks of ``chunk`` clips run side by side on ``workers``
+  threads. A chunk is either the single-clip graph vectorized with
+  ``tf.vectorized_map`` (pfor; converters are added here for the audio ops
+  pfor does not know, ``AudioSpectrogram`` and ``Mfcc``, which take a batch on
+  their channel axis, and for ``DepthwiseConv2dNative`` with a constant
+  filter, which pfor would fold into the channels) or ``tf.map_fn`` over it;
+  by default both are timed at load and the faster kept. Every method is
+  checked against single-clip runs on a probe batch (<= 1e-5).
+  ``scripts/bench_submit.py`` compares them with the one-call-per-clip loop.
 * :func:`write_submission` streams a test folder (``data.iter_unlabeled``),
   appends rows to ``<out>.part`` as it goes (flushed every batch, fsynced every
   few seconds), resumes after the last complete row of a matching partial file,
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -59,8 +61,10 @@ __all__ = [
 MODEL_FILE = "model.pb"
 LABELS_FILE = "labels.txt"
 HEADER = "fname,label"
-METHODS = ("vectorized", "map_fn", "loop")
-DEFAULT_METHOD = "vectorized"
+METHODS = ("auto", "vectorized", "map_fn", "loop")
+AUTO_CANDIDATES = ("vectorized", "map_fn")  # "loop" is never faster (a Python call per clip)
+_FALLBACK = {"vectorized": "map_fn", "map_fn": "loop"}
+DEFAULT_METHOD = "auto"
 DEFAULT_CHUNK = 32
 PROBE_TOLERANCE = 1e-5
 # the TensorFlow tutorial's conv_labels.txt spells the first two classes this way
@@ -68,6 +72,9 @@ _LABEL_ALIASES = {"_silence_": "silence", "_unknown_": "unknown"}
 _PART_MAGIC = "# distill-submission-part v1 "
 _FSYNC_SECONDS = 5.0
 _EXAMPLES = 5
+# clips every batch function must reproduce (within PROBE_TOLERANCE) against single-clip runs: silence and noise
+_PROBE = np.concatenate([np.zeros((1, CLIP_SAMPLES), np.float32),
+                         np.random.default_rng(0).uniform(-0.5, 0.5, (3, CLIP_SAMPLES)).astype(np.float32)])
 
 
 # --------------------------------------------------------------------------- loading
@@ -223,12 +230,19 @@ class GraphPredictor:
     ``GraphPredictor(model)`` takes a ``.pb`` path, a folder with ``model.pb``
     (and optionally ``labels.txt``, checked against ``CLASSES``) or a GraphDef.
     ``predict(waveforms)`` maps float32 ``(B, 16000)`` in [-1, 1] to
-    probabilities ``(B, 12)``. ``method``: ``"vectorized"`` (default,
-    fastest measured: ``tf.vectorized_map`` in chunks of ``chunk`` clips),
-    ``"map_fn"`` or ``"loop"`` (one graph call per clip). With ``verify`` a
-    probe batch is compared with single-clip runs at load; a mismatch above
-    1e-5, or a graph pfor cannot vectorize, falls back to ``"map_fn"`` (the
-    reason is in ``notes``). ``method`` is the method in use.
+    probabilities ``(B, 12)``, ``chunk`` clips per graph call.
+
+    ``method``: ``"vectorized"`` (``tf.vectorized_map`` of the single-clip
+    graph), ``"map_fn"`` (``tf.map_fn``, ``parallel_iterations=chunk``),
+    ``"loop"`` (one call per clip, always slowest) or ``"auto"`` (default):
+    build vectorized and map_fn, time both on two chunks and keep the one with
+    more clips per CPU-second (``timings``). Which wins depends on the graph:
+    vectorized for the toolkit's students (e.g. DS-CNN-M 1,660 vs 1,520
+    clips/CPU-s), map_fn for the TF tutorial's conv (245 vs 181). With
+    ``verify`` (default) every method is checked on a probe batch against
+    single-clip runs (max abs difference <= 1e-5); a method that fails to
+    trace or to match is dropped for the next (vectorized -> map_fn -> loop),
+    with the reason in ``notes``. ``method`` is the method in use.
 
     ``workers`` chunks run at once on a thread pool (default: one per core, at
     most 4): the audio front-end ops are single-threaded kernels, so cores are
@@ -279,7 +293,7 @@ class GraphPredictor:
         if out_shape is not None and out_shape not in ([1, NUM_CLASSES], [NUM_CLASSES]):
             raise DistillError(f"{where}: {OUTPUT_TENSOR} has shape {out_shape}, expected [1, {NUM_CLASSES}] or [{NUM_CLASSES}]")
         feeds = [graph.get_tensor_by_name(AUDIO_TENSOR)]
-        uses_rate = RATE_TENSOR.split(":")[0] in names
+        uses_rate = names[AUDIO_TENSOR.split(":")[0]] == "DecodeWav"  # then :1, the sample rate, is fed too
         if uses_rate:
             feeds.append(graph.get_tensor_by_name(RATE_TENSOR))
         self._clip_fn_raw = wrapped.prune(feeds=feeds, fetches=out)
@@ -294,23 +308,68 @@ class GraphPredictor:
 
         self._clip_fn = clip_fn
         self._single = tf.function(clip_fn, input_signature=[tf.TensorSpec([CLIP_SAMPLES], tf.float32)])
-        self.method = method
-        self._batch_fn = self._build(method)
-        if verify:
-            self._verify()
+        self.verify = verify
+        self.timings: dict[str, float] = {}  # clips per CPU-second of each candidate (method="auto")
+        self._probe_reference: np.ndarray | None = None
+        self._fns: dict[str, Any] = {}
+        self.method = self._choose(method)
 
-    # -- building the batch functions
+    # -- choosing and building the batch function
+
+    def _choose(self, method: str) -> str:
+        if method == "auto":
+            ready = [m for m in AUTO_CANDIDATES if self._prepare(m)]
+            if len(ready) > 1:
+                self.timings = self._time_methods(ready)
+                ready.sort(key=lambda m: -self.timings[m])
+            return ready[0] if ready else self._fallback_from("loop")
+        if self._prepare(method):
+            return method
+        return self._fallback_from(_FALLBACK[method])
+
+    def _fallback_from(self, method: str) -> str:
+        while not self._prepare(method):
+            method = _FALLBACK[method]
+        return method
+
+    def _prepare(self, method: str) -> bool:
+        """Build ``method``'s batch function and (with verify) check it on a probe batch; False with a note if unusable."""
+        if method == "loop":
+            self._fns["loop"] = None
+            if self.verify:
+                self._probe()
+            return True
+        try:
+            fn = self._build(method)
+        except Exception as exc:  # noqa: BLE001 - a graph this path cannot trace: use another
+            self.notes.append(f"method {method!r} cannot run this graph ({type(exc).__name__}: {exc}); not used")
+            return False
+        self._fns[method] = fn
+        if not self.verify:
+            return True
+        reference = self._probe()
+        try:
+            err = float(np.abs(self._run_with(method, _PROBE) - reference).max())
+        except Exception as exc:  # noqa: BLE001
+            why = f"{type(exc).__name__}: {exc}"
+        else:
+            if err <= PROBE_TOLERANCE:
+                return True
+            why = f"max difference {err:.2e} from single-clip runs"
+        self.notes.append(f"method {method!r} rejected on the probe batch ({why}); not used")
+        del self._fns[method]
+        return False
 
     def _build(self, method: str):
         import tensorflow as tf
 
         spec = [tf.TensorSpec([None, CLIP_SAMPLES], tf.float32)]
-        if method == "loop":
-            return None
         if method == "map_fn":
             fn = tf.function(lambda x: tf.map_fn(self._clip_fn, x, parallel_iterations=self.chunk,
                                                  fn_output_signature=tf.float32), input_signature=spec)
             return fn.get_concrete_function()
+        if method != "vectorized":
+            raise ValueError(f"no batch function for {method!r}")
         fn = tf.function(lambda x: tf.vectorized_map(self._clip_fn, x, fallback_to_while_loop=True), input_signature=spec)
         with _audio_pfor_converters() as installed:
             if not installed:
@@ -318,37 +377,42 @@ class GraphPredictor:
                                   "one clip at a time inside vectorized_map")
             return fn.get_concrete_function()
 
-    def _verify(self) -> None:
-        rng = np.random.default_rng(0)
-        probe = np.concatenate([np.zeros((1, CLIP_SAMPLES), np.float32),
-                                rng.uniform(-0.5, 0.5, (3, CLIP_SAMPLES)).astype(np.float32)])
-        reference = np.stack([self._single(clip).numpy() for clip in probe])
-        if not np.all(np.isfinite(reference)) or np.abs(reference.sum(axis=1) - 1).max() > 1e-3:
-            self.notes.append("labels_softmax rows of the probe clips do not sum to 1 (is it a softmax?)")
-        if self.method == "loop":
-            return
-        try:
-            got = self._run_batch(probe)
-            err = float(np.abs(got - reference).max())
-        except Exception as exc:  # noqa: BLE001 - any failure of the fast path means: use the safe one
-            err, why = float("inf"), f"{type(exc).__name__}: {exc}"
-        else:
-            why = f"max difference {err:.2e} from single-clip runs"
-        if err <= PROBE_TOLERANCE:
-            return
-        fallback = "map_fn" if self.method != "map_fn" else "loop"
-        self.notes.append(f"method {self.method!r} rejected on the probe batch ({why}); using {fallback!r}")
-        self.method = fallback
-        self._batch_fn = self._build(fallback)
+    def _probe(self) -> np.ndarray:
+        if self._probe_reference is None:
+            reference = np.stack([self._single(clip).numpy() for clip in _PROBE])
+            if not np.all(np.isfinite(reference)) or np.abs(reference.sum(axis=1) - 1).max() > 1e-3:
+                self.notes.append("labels_softmax rows of the probe clips do not sum to 1 (is it a softmax?)")
+            self._probe_reference = reference
+        return self._probe_reference
+
+    def _time_methods(self, methods: Sequence[str], *, rounds: int = 2) -> dict[str, float]:
+        """Clips per CPU-second of each method, one chunk of noise per worker run side by side as predict() does.
+
+        CPU time (all threads) rather than wall time: other processes on the
+        machine barely skew it. Concurrent chunks matter: a method whose
+        batched tensors outgrow the caches loses when two run at once.
+        """
+        n = self.chunk * max(2, self.workers)
+        x = np.random.default_rng(1).uniform(-0.5, 0.5, (n, CLIP_SAMPLES)).astype(np.float32)
+        best = {m: float("inf") for m in methods}
+        for m in methods:
+            self._predict_with(m, x[: self.chunk])  # warm-up (first-call allocations)
+        for _ in range(rounds):
+            for m in methods:
+                c = time.process_time()
+                self._predict_with(m, x)
+                best[m] = min(best[m], time.process_time() - c)
+        return {m: round(n / max(best[m], 1e-9), 1) for m in methods}
 
     # -- prediction
 
-    def _run_batch(self, waveforms: np.ndarray) -> np.ndarray:
+    def _run_with(self, method: str, waveforms: np.ndarray) -> np.ndarray:
         import tensorflow as tf
 
-        if self._batch_fn is None:
+        fn = self._fns[method]
+        if fn is None:
             return np.stack([self._single(tf.constant(clip)).numpy() for clip in waveforms])
-        return self._batch_fn(tf.constant(waveforms)).numpy()
+        return fn(tf.constant(waveforms)).numpy()
 
     def predict(self, waveforms: np.ndarray) -> np.ndarray:
         """Probabilities ``(B, 12)`` float32 of float32 waveforms ``(B, 16000)`` (a single ``(16000,)`` clip gives ``(1, 12)``)."""
@@ -359,16 +423,19 @@ class GraphPredictor:
             raise DistillError(f"waveforms must have shape (B, {CLIP_SAMPLES}), got {x.shape}")
         if len(x) == 0:
             return np.zeros((0, NUM_CLASSES), np.float32)
-        x = np.ascontiguousarray(x)
+        return self._predict_with(self.method, np.ascontiguousarray(x))
+
+    def _predict_with(self, method: str, x: np.ndarray) -> np.ndarray:
         chunks = [x[i:i + self.chunk] for i in range(0, len(x), self.chunk)]
+        run = functools.partial(self._run_with, method)
         if self.workers > 1 and len(chunks) > 1:
             if self._pool is None:
                 from concurrent.futures import ThreadPoolExecutor
 
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="distill-predict")
-            parts = list(self._pool.map(self._run_batch, chunks))
+            parts = list(self._pool.map(run, chunks))
         else:
-            parts = [self._run_batch(c) for c in chunks]
+            parts = [run(c) for c in chunks]
         return np.concatenate(parts).astype(np.float32, copy=False)
 
     def close(self) -> None:
@@ -530,7 +597,8 @@ class SubmissionResult:
     clips predicted as digital silence because they could not be read;
     ``resumed_rows``: rows taken from an earlier interrupted run;
     ``predicted_rows``: this run's; ``seconds``: the whole call (model load
-    included); ``stream_seconds``: reading, predicting and writing the rows;
+    included); ``stream_seconds``: reading, predicting and writing the rows
+    (``stream_cpu_seconds``: the process's CPU time meanwhile, all threads);
     ``clips_per_second`` = predicted_rows / stream_seconds; ``predict_seconds``:
     the part of it spent in the graph.
     """
@@ -545,18 +613,21 @@ class SubmissionResult:
     predicted_rows: int
     seconds: float
     stream_seconds: float
+    stream_cpu_seconds: float
     clips_per_second: float
     predict_seconds: float
     method: str
     notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"out": str(self.out), "clips": self.clips, "counts": self.counts, "bad": [list(b) for b in self.bad],
                 "bad_report": str(self.bad_report) if self.bad_report else None,
                 "probs": str(self.probs) if self.probs else None, "resumed_rows": self.resumed_rows,
                 "predicted_rows": self.predicted_rows, "seconds": self.seconds,
-                "stream_seconds": self.stream_seconds, "predict_seconds": self.predict_seconds,
-                "clips_per_second": self.clips_per_second, "method": self.method, "notes": list(self.notes)}
+                "stream_seconds": self.stream_seconds, "stream_cpu_seconds": self.stream_cpu_seconds, "predict_seconds": self.predict_seconds,
+                "clips_per_second": self.clips_per_second, "method": self.method, "notes": list(self.notes),
+                "timings": dict(self.timings)}
 
 
 def _sidecar(out: Path, suffix: str) -> Path:
@@ -762,7 +833,7 @@ def _write_submission(*, predictor: GraphPredictor, model_path: Path, test_dir: 
             rows.append((name, CLASSES[label], reason))
 
     predict_seconds = 0.0
-    t_stream = time.perf_counter()
+    t_stream, cpu_stream = time.perf_counter(), time.process_time()
     try:
         if todo:
             bad_reported: list[tuple[str, str]] = []
@@ -819,6 +890,7 @@ def _write_submission(*, predictor: GraphPredictor, model_path: Path, test_dir: 
         fh.close()
         bar.close()
     stream_seconds = time.perf_counter() - t_stream
+    stream_cpu_seconds = time.process_time() - cpu_stream
 
     if len(rows) != len(names) or any(r[0] != n for r, n in zip(rows, names)):
         raise DistillError(f"internal error: {len(rows)} rows for {len(names)} clips; {part} is kept for inspection")
@@ -856,8 +928,10 @@ def _write_submission(*, predictor: GraphPredictor, model_path: Path, test_dir: 
     predicted = len(rows) - done
     return SubmissionResult(out=out, clips=len(rows), counts=counts, bad=bad, bad_report=bad_report if bad else None,
                             probs=probs_path, resumed_rows=done, predicted_rows=predicted, seconds=seconds,
-                            stream_seconds=stream_seconds, clips_per_second=predicted / max(stream_seconds, 1e-9),
-                            predict_seconds=predict_seconds, method=predictor.method, notes=notes)
+                            stream_seconds=stream_seconds, stream_cpu_seconds=stream_cpu_seconds,
+                            clips_per_second=predicted / max(stream_seconds, 1e-9),
+                            predict_seconds=predict_seconds, method=predictor.method, notes=notes,
+                            timings=dict(predictor.timings))
 
 
 # --------------------------------------------------------------------------- label_wav

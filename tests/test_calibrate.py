@@ -429,3 +429,22 @@ def test_predict_rejects_bad_shapes(fitted):
         fitted.predict(np.zeros((3, 11)))
     with pytest.raises(ValueError, match=r"offsets must have shape \(12,\)"):
         fitted.expected_accuracy(np.zeros((3, K)), np.zeros(3, dtype=int), offsets=np.zeros(3))
+
+
+def test_map_em_shrinks_a_small_folder_toward_the_training_prior():
+    from distill.calibrate import em_prior_shift
+
+    rng = np.random.default_rng(7)
+    train = np.full(12, 1 / 12)
+    probs = rng.dirichlet(np.full(12, 0.2), size=24)  # 24 confident clips: plain EM zeroes whole classes
+    plain, _, _ = em_prior_shift(probs, train)
+    shrunk, _, _ = em_prior_shift(probs, train, prior_strength=500.0)
+    assert plain.min() < 1e-3 and shrunk.min() > 0.05
+    assert np.abs(shrunk - train).max() < np.abs(plain - train).max()
+    # a fixed point of the MAP update: (sum of adjusted posteriors + strength * train) / (m + strength)
+    ratio = shrunk / train
+    adjusted = probs * ratio
+    adjusted /= adjusted.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(shrunk, (adjusted.sum(0) + 500.0 * train) / (24 + 500.0), atol=1e-6)
+    large = rng.dirichlet(np.full(12, 0.2), size=20000)
+    np.testing.assert_allclose(em_prior_shift(large, train, prior_strength=500.0)[0], em_prior_shift(large, train)[0], atol=0.01)

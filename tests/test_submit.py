@@ -98,17 +98,44 @@ def reference(model_dir, test_dir, tmp_path_factory):
 # --------------------------------------------------------------------------- GraphPredictor
 
 
-@pytest.mark.parametrize("method", ["vectorized", "map_fn", "loop"])
+@pytest.mark.parametrize("method", ["auto", "vectorized", "map_fn", "loop"])
 def test_batch_equals_single_clip_runs(graph, method):
     clips = np.stack([_clip(i) for i in range(7)]).astype(np.float32)
     clips[3] = 0.0  # digital silence too
     with GraphPredictor(graph, method=method, chunk=3, workers=2) as p:
-        assert p.method == method and not p.notes  # no fallback: the fast path passed its probe
+        assert not p.notes  # no fallback: every method passed its probe
+        if method == "auto":
+            assert set(p.timings) == {"vectorized", "map_fn"} and p.method == max(p.timings, key=p.timings.get)
+        else:
+            assert p.method == method and p.timings == {}
         got = p.predict(clips)
     single = np.stack([run_frozen_tf2(graph, c).reshape(NUM_CLASSES) for c in clips])
     assert got.shape == (7, NUM_CLASSES) and got.dtype == np.float32
     np.testing.assert_allclose(got, single, rtol=0, atol=1e-5)
     assert np.ptp(single, axis=1).min() > 1e-3  # the toy is not trivially uniform
+
+
+def test_fast_path_failures_fall_back_to_map_fn(graph, monkeypatch):
+    real_build, real_run = GraphPredictor._build, GraphPredictor._run_with
+
+    def broken_build(self, method):
+        if method == "vectorized":
+            raise RuntimeError("no converter")
+        return real_build(self, method)
+
+    monkeypatch.setattr(GraphPredictor, "_build", broken_build)
+    for method in ("auto", "vectorized"):
+        p = GraphPredictor(graph, method=method)
+        assert p.method == "map_fn" and "cannot run this graph (RuntimeError: no converter)" in p.notes[0]
+    monkeypatch.setattr(GraphPredictor, "_build", real_build)
+
+    def off_by_a_bit(self, method, waveforms):
+        out = real_run(self, method, waveforms)
+        return out + 1e-3 if method == "vectorized" else out
+
+    monkeypatch.setattr(GraphPredictor, "_run_with", off_by_a_bit)
+    p = GraphPredictor(graph, method="vectorized")
+    assert p.method == "map_fn" and "rejected on the probe batch (max difference 1.00e-03" in p.notes[0]
 
 
 def test_pfor_converters_are_scoped(graph):

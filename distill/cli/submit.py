@@ -22,7 +22,7 @@ def submit_command(
     probs: bool = typer.Option(False, "--probs", help="Also save OUT.probs.npz: names and float16 probabilities (N, 12) in CSV row order."),
     answer_key: Path = typer.Option(None, "--answer-key", help="fname,label CSV with the true labels (e.g. from `distill data synth --test-clips`): print the score."),
     threads: int = typer.Option(None, "--threads", help="Graph calls run at once (TensorFlow inter-op threads; 1 intra-op thread each). Default: one per core, at most 4."),
-    method: str = typer.Option("vectorized", "--method", help="Batching: vectorized (tf.vectorized_map, fastest), map_fn or loop (one call per clip)."),
+    method: str = typer.Option("auto", "--method", help="Batching: auto (time vectorized and map_fn at load, keep the faster), vectorized (tf.vectorized_map), map_fn (tf.map_fn) or loop (one call per clip)."),
     chunk: int = typer.Option(32, "--chunk", help="Clips per graph call (vectorized / map_fn)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
@@ -37,6 +37,9 @@ def submit_command(
                               workers=workers)
     for note in result.notes:
         typer.secho(f"note: {note}", err=True)
+    if result.timings:
+        typer.echo("batching: " + ", ".join(f"{m} {v:,.0f} clips/CPU-s" for m, v in result.timings.items())
+                   + f" -> {result.method}")
     typer.echo(f"wrote {result.out}: {result.clips:,} rows"
                + (f" ({result.resumed_rows:,} resumed)" if result.resumed_rows else "")
                + f" in {result.seconds:.1f} s ({result.clips_per_second:,.0f} clips/s while streaming; "
@@ -44,8 +47,6 @@ def submit_command(
     width = max(len(c) for c in result.counts)
     for label, count in result.counts.items():
         typer.echo(f"  {label:<{width}}  {count:>7,}  {100 * count / max(1, result.clips):5.1f}%")
-    if result.bad:
-        typer.secho(f"{len(result.bad)} unreadable clip(s) predicted as digital silence: see {result.bad_report}", err=True, fg=typer.colors.YELLOW)
     if result.probs:
         typer.echo(f"probabilities: {result.probs}")
     if answer_key is not None:
