@@ -24,3 +24,42 @@ def test_version_and_classes():
 def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "distill", "--help"], capture_output=True, text=True, check=True)
     assert "Usage" in out.stdout
+
+
+def test_data_stats_cli(tiny_tree):
+    result = runner.invoke(app, ["data", "stats", str(tiny_tree)])
+    assert result.exit_code == 0, result.output
+    assert "yes" in result.output and "white_noise.wav" in result.output
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path):
+    result = runner.invoke(app, ["data", "stats", str(tmp_path / "nope")])
+    assert result.exit_code != 0 and "nope" in str(result.exception)
+
+
+def test_student_calibrate_export_submit_through_the_cli(tiny_tree, tiny_soft_labels, tiny_unlabeled, tmp_path):
+    def ok(*args):
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, (result.output, result.exception)
+        return result.output
+
+    out = ok("student", "fit", "--arch", "dscnn", "--size", "toy", "--data", tiny_tree, "--soft-labels", tiny_soft_labels,
+             "--out", tmp_path / "student", "--epochs", "1", "--batch-size", "8", "--max-mb", "1", "--quiet")
+    assert "footprint" in out
+    ok("calibrate", "--run", tmp_path / "student", "--unlabeled", tiny_unlabeled, "--out", tmp_path / "cal", "--cv", "2", "--quiet")
+    out = ok("export", "--run", tmp_path / "student", "--calibration", tmp_path / "cal", "--out", tmp_path / "export")
+    assert "batch norms folded" in out
+    out = ok("submit", "--model", tmp_path / "export", "--test-dir", tiny_unlabeled, "--out", tmp_path / "submission.csv", "--quiet")
+    rows = (tmp_path / "submission.csv").read_text().splitlines()
+    assert rows[0] == "fname,label" and len(rows) == 1 + len(list(tiny_unlabeled.glob("clip_*.wav")))
+    out = ok("label-wav", "--model", tmp_path / "export", next(tiny_unlabeled.glob("clip_*.wav")))
+    assert "score =" in out
+    both = runner.invoke(app, ["student", "fit", "--arch", "dscnn", "--data", str(tiny_tree), "--out", str(tmp_path / "x"),
+                               "--no-teachers", "--soft-labels", str(tiny_soft_labels)])
+    assert both.exit_code != 0 and "exactly one of" in str(both.exception)
+
+
+def test_user_errors_exit_2_with_a_message_not_a_traceback(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "distill", "data", "stats", str(tmp_path / "missing")], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.startswith("error:") and "missing" in out.stderr and "Traceback" not in out.stderr
