@@ -63,3 +63,14 @@ def test_user_errors_exit_2_with_a_message_not_a_traceback(tmp_path):
     out = subprocess.run([sys.executable, "-m", "distill", "data", "stats", str(tmp_path / "missing")], capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.startswith("error:") and "missing" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_importing_the_cli_does_not_import_tensorflow():
+    # data commands must start fast and print no TensorFlow log lines
+    code = "import sys, distill.cli; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    from distill.cli.options import FRONTEND_KINDS
+    from distill.features import FRONTEND_KINDS as REAL
+
+    assert FRONTEND_KINDS == REAL

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import typer
 
-from ..augment import AugmentConfig
-from ..data import MixConfig
-from ..features import FRONTEND_KINDS, FrontendConfig
-from ..train import ScheduleConfig
+# Config classes are imported inside the helpers: importing the CLI must not import TensorFlow,
+# so that data commands start in a fraction of a second and print no TensorFlow log lines.
+FRONTEND_KINDS = ("logmel", "mfcc")  # distill.features.FRONTEND_KINDS, checked by a test
 
 DATA = typer.Option(..., "--data", help="Speech Commands-layout tree (`distill data synth` makes a demo one).")
 CACHE_DIR = typer.Option(None, "--cache-dir", help="Decoded-cache home (default $DISTILL_CACHE_DIR or ~/.cache/distill).")
@@ -29,19 +28,27 @@ RESUME = typer.Option(False, "--resume", help="Continue an interrupted run in OU
 QUIET = typer.Option(False, "--quiet", help="No progress bars.")
 
 
-def schedule_config(*, epochs: int, batch_size: int, lr: float, warmup_epochs: float, weight_decay: float, label_smoothing: float) -> ScheduleConfig:
+def schedule_config(*, epochs: int, batch_size: int, lr: float, warmup_epochs: float, weight_decay: float, label_smoothing: float):
+    from ..train import ScheduleConfig
+
     return ScheduleConfig(epochs=epochs, batch_size=batch_size, learning_rate=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay, label_smoothing=label_smoothing)
 
 
-def mix_config(*, silence_percentage: float, unknown_percentage: float) -> MixConfig:
+def mix_config(*, silence_percentage: float, unknown_percentage: float):
+    from ..data import MixConfig
+
     return MixConfig(silence_percentage=silence_percentage, unknown_percentage=unknown_percentage)
 
 
-def augment_config(*, no_augment: bool) -> AugmentConfig:
+def augment_config(*, no_augment: bool):
+    from ..augment import AugmentConfig
+
     return AugmentConfig.none() if no_augment else AugmentConfig()
 
 
-def frontend_config(kind: str | None) -> FrontendConfig | None:
+def frontend_config(kind: str | None):
+    from ..features import FrontendConfig
+
     return FrontendConfig(kind=kind) if kind else None
 
 
