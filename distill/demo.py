@@ -88,7 +88,7 @@ def run_demo(*, out: Path, config: DemoConfig = DemoConfig(), progress: bool = T
     teacher_schedule = ScheduleConfig(epochs=config.teacher_epochs, batch_size=config.batch_size)
     student_schedule = ScheduleConfig(epochs=config.student_epochs, batch_size=config.batch_size, label_smoothing=0.0)
     runs = out / "runs"
-    teachers = stage("teachers train", lambda: _value(train_teachers(
+    stage("teachers train", lambda: _value(train_teachers(
         archs=list(config.teachers), data=data, out=runs / "teachers", size=config.teacher_size, schedule=teacher_schedule,
         seed=config.seed, jobs=min(config.jobs, len(config.teachers)), resume=(runs / "teachers").exists(), progress=progress),
         lambda rs: {r["metrics"]["arch"]: round(r["metrics"]["test"]["accuracy"], 4) for r in rs}))

@@ -16,7 +16,7 @@ Two graph rewrites make the file small and fast on a Pi:
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

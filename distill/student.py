@@ -11,7 +11,6 @@ is the no-teacher twin: same architecture, same data, hard labels.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 

@@ -17,7 +17,6 @@ batches of the current epoch that were already used.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import queue
@@ -34,7 +33,7 @@ from .config import load_config, save_config, to_dict
 from .data import DecodedDataset, ExampleSet, MixConfig, make_examples, materialize, open_dataset
 from .errors import DistillError
 from .features import FrontendConfig
-from .io import atomic_path, read_json, write_json
+from .io import atomic_path, write_json
 from .labels import CLASSES, NUM_CLASSES
 from .metrics import classification_report
 from .registry import STUDENTS, TEACHERS

@@ -58,8 +58,6 @@ def _speakers_for_every_split(per_split: int) -> list[str]:
 
 def write_tiny_tree(root, *, per_split: int = 3, seed: int = 0):
     """A Speech Commands-shaped tree where each word is a distinct chirp: learnable in a few steps."""
-    import wave
-
     from distill.labels import BACKGROUND_NOISE_DIR
 
     rng = np.random.default_rng(seed)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from distill.augment import AugmentConfig, augment_waveforms
-from distill.data import MixConfig, materialize, open_dataset
+from distill.data import materialize, open_dataset
 from distill.errors import DistillError
 from distill.metrics import softmax
 from distill.predict import ensemble_probabilities, load_soft_labels, predict_soft_labels

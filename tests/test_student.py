@@ -9,7 +9,7 @@ from distill.data import open_dataset
 from distill.errors import DistillError
 from distill.predict import load_soft_labels
 from distill.student import DistillationSource, fit_student
-from distill.train import BEST, RunConfig, ScheduleConfig, DistillConfig, load_checkpoint, load_run, build_model
+from distill.train import DistillConfig, RunConfig, ScheduleConfig, build_model, load_run
 
 SCHEDULE = ScheduleConfig(epochs=1, batch_size=8, checkpoint_every_steps=0)
 

@@ -11,7 +11,7 @@ from distill.augment import AugmentConfig
 from distill.data import MixConfig
 from distill.distillation import distillation_loss, distillation_loss_numpy
 from distill.errors import DistillError
-from distill.train import BEST, LAST, RunConfig, ScheduleConfig, fit, learning_rate_at, load_checkpoint, load_run
+from distill.train import BEST, LAST, RunConfig, ScheduleConfig, fit, learning_rate_at, load_run
 
 
 def _config(tree, **schedule) -> RunConfig:
