@@ -53,10 +53,6 @@ def _consumers(graph_def) -> dict[str, list]:
     return users
 
 
-def _is_channel_vector(array: np.ndarray, channels: int) -> bool:
-    return array.ndim <= 1 and array.size == channels or (array.ndim > 1 and array.shape[-1] == channels and array.size == channels)
-
-
 def fold_batch_norms(graph_def):
     """Fold per-channel Mul/Add constants that follow a conv or MatMul into its weights and a BiasAdd.
 
@@ -129,7 +125,7 @@ def _fold_adds_into_bias(gd):
         if b.op != "Const" or a.op not in FOLDABLE + ("BiasAdd",) or len(users.get(a.name, [])) != 1:
             continue
         bias = _const_value(b).astype(np.float32)
-        if bias.size != bias.shape[-1] if bias.ndim else True:
+        if bias.ndim == 0 or bias.size != bias.shape[-1]:  # only a per-channel vector is a BiasAdd
             continue
         if a.op == "BiasAdd":
             existing = nodes[a.input[1]]
