@@ -234,7 +234,7 @@ def export_student(*, run: Path, out: Path, calibration: Path | None = None, qua
     if check:
         from .compliance import check_graph
 
-        checks = check_graph(model_path=model_path, run=Path(run), calibration_offsets=offsets, clips=check_clips, wheel=wheel).to_dict()
+        checks = check_graph(model_path=model_path, run=Path(run), calibration_offsets=offsets, clips=check_clips, wheel=wheel, quantized=quantize).to_dict()
     manifest = {
         "source_run": str(Path(run).resolve()), "run_config": to_dict(config), "calibration": str(Path(calibration).resolve()) if calibration else None,
         "offsets": None if offsets is None else offsets.tolist(), "quantized_constants": quantized, "folded_batch_norms": folded,

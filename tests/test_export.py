@@ -105,3 +105,11 @@ def test_check_pi_passes_for_a_toy_student(toy_student_run, tmp_path):
     assert set(lines) == {"1.", "2.", "3.", "4.", "5."}
     assert result.checks["measurements"]["parity_max_abs_diff"] <= 1e-4
     assert set(result.checks["measurements"]["tf14_x86_single_thread_ms"]) == {"model", "tutorial_conv", "winners_pi"}
+
+
+@pytest.mark.skipif(tf14_unavailable_reason() is not None, reason=f"TF 1.4 runtime unavailable: {tf14_unavailable_reason()}")
+def test_check_pi_on_quantized_weights_compares_like_with_like(toy_student_run, tmp_path):
+    result = export_student(run=toy_student_run, out=tmp_path / "export", quantize=True, check=True, check_clips=4)
+    parity = next(line for line in result.checks["lines"] if line["name"].startswith("4."))
+    assert "same graph in TF 2" in parity["name"] and parity["passed"]
+    assert "quantized_vs_student" in result.checks["measurements"] and "8-bit weights" in parity["detail"]
