@@ -128,16 +128,25 @@ def _pseudo_inputs(pseudo_path: Path, soft_dir: Path, temperature: float, max_vi
     return folder, rows, seeds, probs
 
 
-def check_budget(model, *, max_mb: float | None, max_ms: float | None, name: str) -> dict:
-    """The student's footprint; refuses, before any training, one whose weights or estimated Pi 3 latency are over budget."""
+def check_budget(model, *, max_mb: float | None, max_ms: float | None, name: str, weight_bits: int = 32) -> dict:
+    """The student's footprint; refuses, before any training, one whose weights or estimated Pi 3 latency are over budget.
+
+    ``weight_bits=8`` counts one byte per weight, for a student that will ship through
+    ``distill export --quantize-weights`` (8-bit storage; the Pi still computes in float32,
+    so the latency estimate is the same either way).
+    """
     from .footprint import model_footprint
 
+    if weight_bits not in (8, 32):
+        raise DistillError(f"--weight-bits must be 8 (exported with --quantize-weights) or 32, got {weight_bits}")
     fp = model_footprint(model)
-    if max_mb is not None and fp.megabytes > max_mb:
-        raise DistillError(f"{name}: {fp.megabytes:.2f} MB of float32 weights is over --max-mb {max_mb:g}; choose a smaller --size")
+    stored_mb = (fp.int8_bytes if weight_bits == 8 else fp.float32_bytes) / 1e6
+    if max_mb is not None and stored_mb > max_mb:
+        hint = "choose a smaller --size" if weight_bits == 8 else "choose a smaller --size, or --weight-bits 8 and export with --quantize-weights"
+        raise DistillError(f"{name}: {stored_mb:.2f} MB of {'8-bit' if weight_bits == 8 else 'float32'} weights is over --max-mb {max_mb:g}; {hint}")
     if max_ms is not None and fp.pi3_ms > max_ms:
         raise DistillError(f"{name}: estimated {fp.pi3_ms:.1f} ms on a Raspberry Pi 3 (method error +-{100 * fp.pi3_loo_error:.0f}%) is over --max-ms {max_ms:g}; choose a smaller --size")
-    return fp.to_dict()
+    return {**fp.to_dict(), "weight_bits": weight_bits}
 
 
 def fit_student(
@@ -154,6 +163,7 @@ def fit_student(
     pseudo: Path | None = None,
     max_mb: float | None = None,
     max_ms: float | None = None,
+    weight_bits: int = 32,
     schedule: ScheduleConfig = ScheduleConfig(),
     mix: MixConfig = MixConfig(),
     augment: AugmentConfig = AugmentConfig(),
@@ -181,7 +191,7 @@ def fit_student(
                                 pseudo=str(Path(pseudo).resolve()) if pseudo else None, max_views=max_views, online=online)
     config = RunConfig(family="student", arch=arch, data=str(data), size=size, frontend=frontend, mix=mix, augment=augment,
                        schedule=schedule, distill=distill, seed=seed, skip_bad=skip_bad, cache_dir=str(cache_dir) if cache_dir else None)
-    footprint = check_budget(build_model(config), max_mb=max_mb, max_ms=max_ms, name=f"student {arch}/{size}")
+    footprint = check_budget(build_model(config), max_mb=max_mb, max_ms=max_ms, name=f"student {arch}/{size}", weight_bits=weight_bits)
     dataset = open_dataset(data, cache_dir=cache_dir, skip_bad=skip_bad, progress=progress)
     if soft is None:
         source = AugmentedSource(dataset, config)

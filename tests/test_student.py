@@ -72,6 +72,18 @@ def test_budget_refusal_happens_before_training(tiny_tree, tmp_path):
     assert ok.metrics["footprint"]["pi3_ms"] < 200 and ok.metrics["footprint"]["params"] == ok.metrics["params"]
 
 
+def test_eight_bit_budget_counts_a_byte_per_weight(tiny_tree):
+    from distill.student import check_budget
+
+    model = build_model(RunConfig(family="student", arch="dscnn", data=str(tiny_tree), size="toy"))
+    float_mb = check_budget(model, max_mb=None, max_ms=None, name="toy")["float32_bytes"] / 1e6
+    with pytest.raises(DistillError, match="--weight-bits 8"):
+        check_budget(model, max_mb=0.5 * float_mb, max_ms=None, name="toy")
+    assert check_budget(model, max_mb=0.5 * float_mb, max_ms=None, name="toy", weight_bits=8)["weight_bits"] == 8
+    with pytest.raises(DistillError, match="must be 8"):
+        check_budget(model, max_mb=None, max_ms=None, name="toy", weight_bits=16)
+
+
 def test_pseudo_labels_join_training_and_review_decisions_apply(tiny_tree, tiny_soft_labels, tmp_path):
     from distill.pseudo import load_pseudo, select_pseudo_labels
     from distill.student import _pseudo_inputs

@@ -26,8 +26,9 @@ def fit_command(
     max_views: int = typer.Option(0, "--max-views", help="Use only the first N stored views (0 = all; 1 = clean clips only)."),
     online: bool = typer.Option(False, "--online", help="Run the teachers on every freshly augmented batch instead of using stored views (slower)."),
     pseudo: Path = typer.Option(None, "--pseudo", help="Pseudo-label CSV from `distill pseudo select` (review decisions beside it are applied)."),
-    max_mb: float = typer.Option(None, "--max-mb", help="Refuse at start if float32 weights exceed this many MB."),
+    max_mb: float = typer.Option(None, "--max-mb", help="Refuse at start if the stored weights (at --weight-bits) exceed this many MB."),
     max_ms: float = typer.Option(None, "--max-ms", help="Refuse at start if the estimated Raspberry Pi 3 latency exceeds this many ms."),
+    weight_bits: int = typer.Option(32, "--weight-bits", help="Bits per stored weight for --max-mb: 32, or 8 for a student you will export with --quantize-weights."),
     epochs: int = options.EPOCHS,
     batch_size: int = options.BATCH,
     lr: float = options.LR,
@@ -52,7 +53,7 @@ def fit_command(
         raise DistillError("pass exactly one of --soft-labels DIR (distillation) or --no-teachers (hard labels only)")
     result = fit_student(
         arch=arch, data=data, out=out, soft_labels=soft_labels, size=size, alpha=alpha, temperature=temperature, max_views=max_views,
-        online=online, pseudo=pseudo, max_mb=max_mb, max_ms=max_ms,
+        online=online, pseudo=pseudo, max_mb=max_mb, max_ms=max_ms, weight_bits=weight_bits,
         schedule=options.schedule_config(epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay, label_smoothing=label_smoothing),
         mix=options.mix_config(silence_percentage=silence_percentage, unknown_percentage=unknown_percentage),
         augment=options.augment_config(no_augment=no_augment), frontend=options.frontend_config(frontend),
@@ -62,4 +63,4 @@ def fit_command(
     typer.echo(f"{arch}/{size}: params {m['params']:,}  val {100 * m['validation']['accuracy']:.2f}%  test {100 * m['test']['accuracy']:.2f}%  -> {result.run_dir}")
     if "footprint" in m:
         fp = m["footprint"]
-        typer.echo(f"footprint: {fp['megabytes']:.3f} MB float32, {fp['macs'] / 1e6:.1f} M MACs, estimated Pi 3 {fp['pi3_ms']:.1f} ms (+-{100 * fp['pi3_loo_error']:.0f}%)")
+        typer.echo(f"footprint: {fp['megabytes']:.3f} MB float32 ({fp['int8_bytes'] / 1e6:.3f} MB at 8 bits), {fp['macs'] / 1e6:.1f} M MACs, estimated Pi 3 {fp['pi3_ms']:.1f} ms (+-{100 * fp['pi3_loo_error']:.0f}%)")
