@@ -23,6 +23,7 @@ def train_teachers(
     augment: AugmentConfig = AugmentConfig(),
     frontend: FrontendConfig | None = None,
     seed: int = 0,
+    seeds: int = 1,
     jobs: int = 1,
     backend: str = "loky",
     scheduler: str | None = None,
@@ -31,21 +32,29 @@ def train_teachers(
     resume: bool = False,
     progress: bool = True,
 ) -> list[dict]:
-    """Train each architecture into ``out/<arch>``; returns each run's metrics."""
+    """Train each architecture into ``out/<arch>`` (further seeds into ``out/<arch>-s<k>``); returns each run's metrics.
+
+    Extra seeds of a strong family are the cheapest way to grow an ensemble: the members
+    differ in initialisation, batch order and augmentation draws.
+    """
     if not archs:
         raise DistillError("no --arch given; choose from " + ", ".join(TEACHERS.names()))
     for arch in archs:
         TEACHERS.get(arch)  # unknown names fail before any work starts
     if len(set(archs)) != len(archs):
         raise DistillError(f"each --arch once please (got {archs}); train a second seed into another --out")
+    if seeds < 1:
+        raise DistillError(f"--seeds must be at least 1, got {seeds}")
     if backend not in ("loky", "dask", "threading"):
         raise DistillError(f"--backend must be loky, threading or dask, got {backend!r}")
+    members = [(a, k) for k in range(seeds) for a in archs]
     configs = [
+        # seed + i for the first seed keeps single-seed runs as they were
         RunConfig(family="teacher", arch=a, data=str(Path(data).resolve()), size=size, frontend=frontend, mix=mix, augment=augment,
                   schedule=schedule, seed=seed + i, skip_bad=skip_bad, cache_dir=str(cache_dir) if cache_dir else None)
-        for i, a in enumerate(archs)
+        for i, (a, k) in enumerate(members)
     ]
-    run_dirs = [Path(out) / a for a in archs]
+    run_dirs = [Path(out) / (a if k == 0 else f"{a}-s{k}") for a, k in members]
     if backend != "dask":
         return fit_parallel(configs=configs, run_dirs=run_dirs, jobs=jobs, backend=backend, resume=resume, progress=progress)
     try:

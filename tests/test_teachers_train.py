@@ -27,6 +27,16 @@ def test_cli_trains_two_teachers_and_reports(tiny_tree, tmp_path):
     assert again.exit_code != 0 and "--resume" in str(again.exception)
 
 
+def test_seeds_give_distinct_members(tiny_tree, tmp_path):
+    results = train_teachers(archs=["resnet"], data=tiny_tree, out=tmp_path / "t", size="toy", seeds=2,
+                             schedule=ScheduleConfig(epochs=1, batch_size=8), progress=False)
+    assert [r["run_dir"].rsplit("/", 1)[-1] for r in results] == ["resnet", "resnet-s1"]
+    configs = [json.loads((tmp_path / "t" / name / "config.json").read_text())["config"] for name in ("resnet", "resnet-s1")]
+    assert configs[0]["seed"] != configs[1]["seed"]
+    with pytest.raises(DistillError, match="--seeds"):
+        train_teachers(archs=["resnet"], data=tiny_tree, out=tmp_path / "u", size="toy", seeds=0)
+
+
 def test_unknown_arch_is_refused_before_work(tiny_tree, tmp_path):
     with pytest.raises(DistillError, match="choose one of"):
         train_teachers(archs=["resnet", "nope"], data=tiny_tree, out=tmp_path / "t", size="toy")

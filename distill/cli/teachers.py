@@ -34,6 +34,7 @@ def train_command(
     no_augment: bool = options.NO_AUGMENT,
     frontend: str = options.FRONTEND,
     seed: int = options.SEED,
+    seeds: int = typer.Option(1, "--seeds", help="Runs per architecture with different seeds: out/<arch>, out/<arch>-s1, ... (more ensemble members)."),
     jobs: int = typer.Option(1, "--jobs", help="Teachers trained at once (joblib processes; threads are split between them)."),
     backend: str = typer.Option("loky", "--backend", help="joblib backend: loky (local processes) or dask (a dask.distributed cluster, see --scheduler)."),
     scheduler: str = typer.Option(None, "--scheduler", help="dask.distributed scheduler address for --backend dask (default: start a LocalCluster)."),
@@ -48,7 +49,7 @@ def train_command(
         archs=arch, data=data, out=out, size=size,
         schedule=options.schedule_config(epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay, label_smoothing=label_smoothing),
         mix=options.mix_config(silence_percentage=silence_percentage, unknown_percentage=unknown_percentage),
-        augment=options.augment_config(no_augment=no_augment), frontend=options.frontend_config(frontend), seed=seed,
+        augment=options.augment_config(no_augment=no_augment), frontend=options.frontend_config(frontend), seed=seed, seeds=seeds,
         jobs=jobs, backend=backend, scheduler=scheduler, skip_bad=skip_bad, cache_dir=cache_dir, resume=resume,
     )
     for r in results:
