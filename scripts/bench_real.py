@@ -37,6 +37,9 @@ class Preset:
 PRESETS = {
     # about an hour on 2 CPU cores for the 10k-clip subset
     "cpu": Preset(("resnet", "wavecnn", "crnn"), "default", 10, "tcresnet", "14", 25, 4),
+    # the cpu preset with 4x longer teacher schedules (10 epochs left every teacher still climbing):
+    # about 2 hours of teacher training on 2 CPU cores; resumes across sessions
+    "cpu-long": Preset(("resnet", "wavecnn", "crnn"), "default", 40, "tcresnet", "14", 40, 4),
     # for a lent GPU machine: larger teachers, longer schedules
     "gpu": Preset(("resnet", "wavecnn", "crnn"), "large", 60, "tcresnet", "14-w1.5", 60, 8),
     # plumbing check in a few minutes
