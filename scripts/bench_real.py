@@ -32,6 +32,8 @@ class Preset:
     student_epochs: int
     views: int
     batch_size: int = 64
+    teacher_seeds: int = 1  # runs per family: <arch>, <arch>-s1, ...
+    weight_bits: int = 32  # 8: the 1 MB budget counts 8-bit weights and export uses --quantize-weights
 
 
 PRESETS = {
@@ -41,9 +43,9 @@ PRESETS = {
     # about 2 hours of teacher training on 2 CPU cores; resumes across sessions
     "cpu-long": Preset(("resnet", "wavecnn", "crnn"), "default", 40, "tcresnet", "14", 40, 4),
     # for a lent GPU machine: larger teachers, longer schedules
-    "gpu": Preset(("resnet", "wavecnn", "crnn"), "large", 60, "tcresnet", "14-w1.5", 60, 8),
-    # plumbing check in a few minutes
-    "smoke": Preset(("resnet", "wavecnn", "crnn"), "toy", 1, "tcresnet", "toy", 1, 2, 32),
+    "gpu": Preset(("resnet", "wavecnn", "crnn"), "large", 60, "tcresnet", "14-w1.5", 60, 8, teacher_seeds=2, weight_bits=8),
+    # plumbing check in a few minutes, through the gpu preset's seeds and 8-bit export
+    "smoke": Preset(("resnet", "wavecnn", "crnn"), "toy", 1, "tcresnet", "toy", 1, 2, 32, teacher_seeds=2, weight_bits=8),
 }
 
 
@@ -85,15 +87,15 @@ def main() -> None:
         timings[name] = timings.get(name, 0.0) + time.time() - t
         (out / "timings.json").write_text(json.dumps(timings, indent=2))
 
-    teacher_dirs = [out / "teachers" / a for a in preset.teachers]
+    teacher_dirs = [out / "teachers" / (a if k == 0 else f"{a}-s{k}") for k in range(preset.teacher_seeds) for a in preset.teachers]
     stage("teachers", lambda: all(done(d) for d in teacher_dirs), lambda: train_teachers(
         archs=list(preset.teachers), data=args.data, out=out / "teachers", size=preset.teacher_size,
-        schedule=ScheduleConfig(epochs=preset.teacher_epochs, batch_size=preset.batch_size), jobs=args.jobs, resume=True, progress=False))
+        schedule=ScheduleConfig(epochs=preset.teacher_epochs, batch_size=preset.batch_size), seeds=preset.teacher_seeds, jobs=args.jobs, resume=True, progress=False))
 
     soft = out / "soft_labels"
     from distill.predict import predict_soft_labels
 
-    stage("predict", lambda: (soft / "testing" / f"logits_{preset.teachers[-1]}.npy").exists() and (not args.kaggle_test or (soft / "unlabeled" / f"logits_{preset.teachers[-1]}.npy").exists()),
+    stage("predict", lambda: (soft / "testing" / f"logits_{teacher_dirs[-1].name}.npy").exists() and (not args.kaggle_test or (soft / "unlabeled" / f"logits_{teacher_dirs[-1].name}.npy").exists()),
           lambda: predict_soft_labels(teacher_runs=teacher_dirs, data=args.data, out=soft, views=preset.views, unlabeled=args.kaggle_test, progress=False))
     from distill.report import teacher_report
 
@@ -110,7 +112,7 @@ def main() -> None:
         run = out / name
         stage(name, lambda: done(run), lambda: fit_student(
             arch=preset.student, size=preset.student_size, data=args.data, out=run, schedule=schedule, max_mb=1.0, max_ms=30.0,
-            resume=(run / "config.json").exists(), progress=False, **students[name]))
+            weight_bits=preset.weight_bits, resume=(run / "config.json").exists(), progress=False, **students[name]))
 
     fit("student_distilled")
     fit("student_no_teachers")
@@ -126,7 +128,7 @@ def main() -> None:
     exports = {"export_uncalibrated": None, "export": calibration if args.kaggle_test else None}
     for name, cal in exports.items():
         stage(name, lambda name=name: (out / name / "manifest.json").exists(),
-              lambda name=name, cal=cal: export_student(run=final_student, out=out / name, calibration=cal, check=True))
+              lambda name=name, cal=cal: export_student(run=final_student, out=out / name, calibration=cal, quantize=preset.weight_bits == 8, check=True))
     stage("tf14_eval", lambda: (out / "tf14_eval.json").exists(), lambda: tf14_evaluate(out, args.data, exports))
     stage("student confusion", lambda: (out / "confusion_student_testing.png").exists(), lambda: student_confusion(out, args.data))
     if args.kaggle_test:
@@ -205,7 +207,7 @@ def write_report(out: Path, preset: Preset, teacher_dirs, students, timings, arg
     rows = []
     for d in teacher_dirs:
         m = read_json(d / "metrics.json")
-        rows.append({"model": f"teacher {m['arch']}/{m['size']}", "params": m["params"], "validation": m["validation"]["accuracy"], "test": m["test"]["accuracy"]})
+        rows.append({"model": f"teacher {d.name}/{m['size']}", "params": m["params"], "validation": m["validation"]["accuracy"], "test": m["test"]["accuracy"]})
     rep = read_json(out / "teacher_report" / "report.json")
     ens = {r["split"]: r["accuracy"] for r in rep["rows"] if r["model"] == "ensemble"}
     rows.append({"model": "teacher ensemble", "params": sum(r["params"] for r in rows), "validation": ens.get("validation"), "test": ens.get("testing")})
