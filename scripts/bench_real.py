@@ -41,7 +41,8 @@ PRESETS = {
     "cpu": Preset(("resnet", "wavecnn", "crnn"), "default", 10, "tcresnet", "14", 25, 4),
     # the cpu preset with 4x longer teacher schedules (10 epochs left every teacher still climbing):
     # about 2 hours of teacher training on 2 CPU cores; resumes across sessions
-    "cpu-long": Preset(("resnet", "wavecnn", "crnn"), "default", 40, "tcresnet", "14", 40, 4),
+    # the student is TC-ResNet-14-w1.5 (best on validation in the cpu-preset sweep), shipped with 8-bit weights
+    "cpu-long": Preset(("resnet", "wavecnn", "crnn"), "default", 40, "tcresnet", "14-w1.5", 40, 4, weight_bits=8),
     # for a lent GPU machine: larger teachers, longer schedules
     "gpu": Preset(("resnet", "wavecnn", "crnn"), "large", 60, "tcresnet", "14-w1.5", 60, 8, teacher_seeds=2, weight_bits=8),
     # plumbing check in a few minutes, through the gpu preset's seeds and 8-bit export
