@@ -54,6 +54,7 @@ class ScheduleConfig:
     weight_decay: float = 1e-4
     label_smoothing: float = 0.1
     checkpoint_every_steps: int = 200
+    mixup_alpha: float = 0.0  # mix each batch with a shuffled copy at weight ~ Beta(a, a); 0 = off
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,16 @@ def prefetch(iterator: Iterator, depth: int = 2) -> Iterator:
             yield item
     finally:
         stop.set()
+
+
+def mixup_pairs(*, seed: int, step: int, batch: int, alpha: float) -> tuple[np.ndarray, float]:
+    """Partner index and weight (>= 0.5, so each mixed clip keeps its own label's majority) for one step.
+
+    Seeded by the step, so a resumed run mixes exactly as an uninterrupted one.
+    """
+    rng = np.random.default_rng(epoch_seed(seed + 3, step))
+    weight = float(rng.beta(alpha, alpha))
+    return rng.permutation(batch), max(weight, 1.0 - weight)
 
 
 def learning_rate_at(step: int, *, total_steps: int, steps_per_epoch: int, schedule: ScheduleConfig) -> float:
@@ -319,11 +330,17 @@ def fit(
         state = load_checkpoint(run_dir / LAST, model, optimizer)
     resumed_from = state["step"]
 
+    def loss_on(logits, y, soft):
+        return distillation_loss(logits, y, soft, alpha=alpha, temperature=temperature, label_smoothing=schedule.label_smoothing)
+
     @tf.function(reduce_retracing=True)
-    def train_step(x, y, soft):
+    def train_step(x, y, soft, partner, weight):
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
-            loss = distillation_loss(logits, y, soft, alpha=alpha, temperature=temperature, label_smoothing=schedule.label_smoothing)
+            loss = loss_on(logits, y, soft)
+            if schedule.mixup_alpha > 0:
+                # each term is linear in its target (KL up to a constant), so this is the loss on the mixed targets
+                loss = weight * loss + (1.0 - weight) * loss_on(logits, tf.gather(y, partner), tf.gather(soft, partner))
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
@@ -344,7 +361,11 @@ def fit(
                 lr = learning_rate_at(state["step"], total_steps=total_steps, steps_per_epoch=steps_per_epoch, schedule=schedule)
                 optimizer.learning_rate.assign(lr)
                 soft = batch.soft if batch.soft is not None else empty_soft[: len(batch.labels)]
-                loss = float(train_step(batch.waveforms, batch.labels, soft))
+                x, partner, weight = batch.waveforms, np.arange(len(batch.labels)), 1.0
+                if schedule.mixup_alpha > 0:
+                    partner, weight = mixup_pairs(seed=config.seed, step=state["step"], batch=len(batch.labels), alpha=schedule.mixup_alpha)
+                    x = weight * x + (1.0 - weight) * x[partner]
+                loss = float(train_step(x, batch.labels, soft, partner, tf.constant(weight, tf.float32)))
                 if not np.isfinite(loss):
                     raise DistillError(f"training diverged at step {state['step']} (loss {loss}); lower --lr")
                 losses.append(loss)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -44,8 +45,11 @@ def test_student_calibrate_export_submit_through_the_cli(tiny_tree, tiny_soft_la
         return result.output
 
     out = ok("student", "fit", "--arch", "dscnn", "--size", "toy", "--data", tiny_tree, "--soft-labels", tiny_soft_labels,
-             "--out", tmp_path / "student", "--epochs", "1", "--batch-size", "8", "--max-mb", "1", "--quiet")
-    assert "footprint" in out
+             "--out", tmp_path / "student", "--epochs", "1", "--batch-size", "8", "--max-mb", "1", "--weight-bits", "8",
+             "--mixup", "0.2", "--quiet")
+    assert "footprint" in out and "at 8 bits" in out
+    saved = json.loads((tmp_path / "student" / "config.json").read_text())["config"]
+    assert saved["schedule"]["mixup_alpha"] == 0.2
     ok("calibrate", "--run", tmp_path / "student", "--unlabeled", tiny_unlabeled, "--out", tmp_path / "cal", "--cv", "2", "--quiet")
     out = ok("export", "--run", tmp_path / "student", "--calibration", tmp_path / "cal", "--out", tmp_path / "export")
     assert "batch norms folded" in out
@@ -57,6 +61,9 @@ def test_student_calibrate_export_submit_through_the_cli(tiny_tree, tiny_soft_la
     both = runner.invoke(app, ["student", "fit", "--arch", "dscnn", "--data", str(tiny_tree), "--out", str(tmp_path / "x"),
                                "--no-teachers", "--soft-labels", str(tiny_soft_labels)])
     assert both.exit_code != 0 and "exactly one of" in str(both.exception)
+    negative = runner.invoke(app, ["student", "fit", "--arch", "dscnn", "--data", str(tiny_tree), "--out", str(tmp_path / "y"),
+                                   "--no-teachers", "--mixup", "-1"])
+    assert negative.exit_code != 0 and "--mixup" in str(negative.exception)
 
 
 def test_user_errors_exit_2_with_a_message_not_a_traceback(tmp_path):

@@ -11,7 +11,7 @@ from distill.augment import AugmentConfig
 from distill.data import MixConfig
 from distill.distillation import distillation_loss, distillation_loss_numpy
 from distill.errors import DistillError
-from distill.train import BEST, LAST, RunConfig, ScheduleConfig, fit, learning_rate_at, load_run
+from distill.train import BEST, LAST, RunConfig, ScheduleConfig, fit, learning_rate_at, load_run, mixup_pairs
 
 
 def _config(tree, **schedule) -> RunConfig:
@@ -86,3 +86,25 @@ def test_existing_run_needs_resume_and_same_config(tiny_tree, tmp_path):
         fit(config=_config(tiny_tree), run_dir=tmp_path / "run", progress=False)
     with pytest.raises(DistillError, match="changed: schedule"):
         fit(config=_config(tiny_tree, learning_rate=1e-4), run_dir=tmp_path / "run", resume=True, progress=False)
+
+
+def test_mixup_pairs_are_seeded_by_step():
+    partner, weight = mixup_pairs(seed=1, step=5, batch=16, alpha=0.4)
+    again = mixup_pairs(seed=1, step=5, batch=16, alpha=0.4)
+    assert np.array_equal(partner, again[0]) and weight == again[1]
+    assert sorted(partner) == list(range(16)) and 0.5 <= weight <= 1.0
+    assert mixup_pairs(seed=1, step=6, batch=16, alpha=0.4)[1] != weight
+
+
+def test_mixup_trains_differently_and_resumes_exactly(tiny_tree, tmp_path):
+    plain = fit(config=_config(tiny_tree, epochs=2), run_dir=tmp_path / "plain", progress=False)
+    straight = fit(config=_config(tiny_tree, epochs=2, mixup_alpha=0.4), run_dir=tmp_path / "straight", progress=False)
+    stop_at = straight.metrics["steps"] // 2 + 1
+    with pytest.raises(KeyboardInterrupt):
+        fit(config=_config(tiny_tree, epochs=2, mixup_alpha=0.4), run_dir=tmp_path / "resumed", progress=False, source=_Interrupting(tiny_tree, stop_at))
+    fit(config=_config(tiny_tree, epochs=2, mixup_alpha=0.4), run_dir=tmp_path / "resumed", resume=True, progress=False)
+    (_, p), (_, a), (_, b) = (load_run(tmp_path / name, checkpoint="last") for name in ("plain", "straight", "resumed"))
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
+    assert plain.metrics["steps"] == straight.metrics["steps"]
+    assert any(not np.allclose(wp, wa) for wp, wa in zip(p.get_weights(), a.get_weights()))

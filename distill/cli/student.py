@@ -35,6 +35,7 @@ def fit_command(
     warmup_epochs: float = options.WARMUP,
     weight_decay: float = options.WEIGHT_DECAY,
     label_smoothing: float = typer.Option(0.0, "--label-smoothing", help="Label smoothing of the hard-label term (the soft term already smooths)."),
+    mixup: float = options.MIXUP,
     silence_percentage: float = options.SILENCE,
     unknown_percentage: float = options.UNKNOWN,
     no_augment: bool = options.NO_AUGMENT,
@@ -54,7 +55,7 @@ def fit_command(
     result = fit_student(
         arch=arch, data=data, out=out, soft_labels=soft_labels, size=size, alpha=alpha, temperature=temperature, max_views=max_views,
         online=online, pseudo=pseudo, max_mb=max_mb, max_ms=max_ms, weight_bits=weight_bits,
-        schedule=options.schedule_config(epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay, label_smoothing=label_smoothing),
+        schedule=options.schedule_config(epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay, label_smoothing=label_smoothing, mixup=mixup),
         mix=options.mix_config(silence_percentage=silence_percentage, unknown_percentage=unknown_percentage),
         augment=options.augment_config(no_augment=no_augment), frontend=options.frontend_config(frontend),
         seed=seed, skip_bad=skip_bad, cache_dir=cache_dir, resume=resume, progress=not quiet,

@@ -29,6 +29,7 @@ def train_command(
     warmup_epochs: float = options.WARMUP,
     weight_decay: float = options.WEIGHT_DECAY,
     label_smoothing: float = options.SMOOTHING,
+    mixup: float = options.MIXUP,
     silence_percentage: float = options.SILENCE,
     unknown_percentage: float = options.UNKNOWN,
     no_augment: bool = options.NO_AUGMENT,
@@ -47,7 +48,7 @@ def train_command(
 
     results = train_teachers(
         archs=arch, data=data, out=out, size=size,
-        schedule=options.schedule_config(epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay, label_smoothing=label_smoothing),
+        schedule=options.schedule_config(epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay, label_smoothing=label_smoothing, mixup=mixup),
         mix=options.mix_config(silence_percentage=silence_percentage, unknown_percentage=unknown_percentage),
         augment=options.augment_config(no_augment=no_augment), frontend=options.frontend_config(frontend), seed=seed, seeds=seeds,
         jobs=jobs, backend=backend, scheduler=scheduler, skip_bad=skip_bad, cache_dir=cache_dir, resume=resume,
