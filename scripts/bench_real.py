@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The whole pipeline on a real Speech Commands tree, reported as a table (JSON + Markdown).
 
-usage: python scripts/bench_real.py --data DIR --out DIR [--kaggle-test DIR] [--preset cpu|gpu|smoke]
+usage: python scripts/bench_real.py --data DIR --out DIR [--kaggle-test DIR] [--preset cpu-long|cpu|gpu|smoke]
 
 Stages (each skipped when its output is complete, so an interrupted run resumes):
 teachers train -> teachers predict (augmented views + the unlabeled Kaggle sample)
@@ -37,11 +37,11 @@ class Preset:
 
 
 PRESETS = {
-    # about an hour on 2 CPU cores for the 10k-clip subset
+    # the quick version: about 30 minutes on 2 CPU cores for the 10k-clip subset
     "cpu": Preset(("resnet", "wavecnn", "crnn"), "default", 10, "tcresnet", "14", 25, 4),
-    # the cpu preset with 4x longer teacher schedules (10 epochs left every teacher still climbing):
-    # about 2 hours of teacher training on 2 CPU cores; resumes across sessions
-    # the student is TC-ResNet-14-w1.5 (best on validation in the cpu-preset sweep), shipped with 8-bit weights
+    # the default: the cpu preset with 4x longer teacher schedules (10 epochs left every teacher still
+    # climbing), about 75 minutes in all on 2 CPU cores; the student is TC-ResNet-14-w1.5 (best on
+    # validation in the cpu-preset sweep), shipped with 8-bit weights
     "cpu-long": Preset(("resnet", "wavecnn", "crnn"), "default", 40, "tcresnet", "14-w1.5", 40, 4, weight_bits=8),
     # for a lent GPU machine: larger teachers, longer schedules
     "gpu": Preset(("resnet", "wavecnn", "crnn"), "large", 60, "tcresnet", "14-w1.5", 60, 8, teacher_seeds=2, weight_bits=8),
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--kaggle-test", type=Path, help="unlabeled clip_*.wav folder (pseudo-label candidates, submission)")
     parser.add_argument("--kaggle-labels", type=Path, help="winners' published labels for the Kaggle sample (agreement, not accuracy)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-long")
     parser.add_argument("--jobs", type=int, default=1, help="teachers trained at once")
     args = parser.parse_args()
     preset = PRESETS[args.preset]
