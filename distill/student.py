@@ -168,13 +168,18 @@ def fit_student(
     mix: MixConfig = MixConfig(),
     augment: AugmentConfig = AugmentConfig(),
     frontend: FrontendConfig | None = None,
+    feature_masks: bool = False,
     seed: int = 0,
     skip_bad: bool = False,
     cache_dir: Path | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> FitResult:
-    """Train a student into ``out``; ``soft_labels=None`` trains the no-teacher twin on hard labels."""
+    """Train a student into ``out``; ``soft_labels=None`` trains the no-teacher twin on hard labels.
+
+    ``feature_masks`` masks the student's features with SpecAugment while it trains (the teachers'
+    labels stay those of the unmasked view), the noisy-student recipe; the exported graph is unchanged.
+    """
     if soft_labels is None and (online or pseudo):
         raise DistillError("--online and --pseudo need teachers: pass --soft-labels (or drop --no-teachers)")
     if not 0.0 <= alpha <= 1.0 or temperature <= 0:
@@ -190,7 +195,8 @@ def fit_student(
         distill = DistillConfig(soft_labels=str(Path(soft_labels).resolve()), alpha=alpha, temperature=temperature,
                                 pseudo=str(Path(pseudo).resolve()) if pseudo else None, max_views=max_views, online=online)
     config = RunConfig(family="student", arch=arch, data=str(data), size=size, frontend=frontend, mix=mix, augment=augment,
-                       schedule=schedule, distill=distill, seed=seed, skip_bad=skip_bad, cache_dir=str(cache_dir) if cache_dir else None)
+                       schedule=schedule, distill=distill, seed=seed, skip_bad=skip_bad, cache_dir=str(cache_dir) if cache_dir else None,
+                       feature_masks=True if feature_masks else None)
     footprint = check_budget(build_model(config), max_mb=max_mb, max_ms=max_ms, name=f"student {arch}/{size}", weight_bits=weight_bits)
     dataset = open_dataset(data, cache_dir=cache_dir, skip_bad=skip_bad, progress=progress)
     if soft is None:

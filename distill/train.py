@@ -83,6 +83,7 @@ class RunConfig:
     seed: int = 0
     skip_bad: bool = False
     cache_dir: str | None = None
+    feature_masks: bool | None = None  # SpecAugment while training; None: the family's default (teachers on, students off)
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -205,9 +206,10 @@ def configure_threads(threads: int) -> None:
 def build_model(config: RunConfig):
     builder = FAMILIES[config.family].get(config.arch)
     extra = {}
-    if config.family == "teacher" and config.augment.spec_enabled():
-        # teachers mask their features while training (identity at inference); students stay plain so
-        # that their exported graph is exactly the network that was trained
+    masks = config.feature_masks if config.feature_masks is not None else config.family == "teacher"
+    if masks and config.augment.spec_enabled():
+        # masking is an identity at inference, so the exported graph is unchanged; students default to
+        # plain training, and opt in (noisy-student style: masked student, teachers' clean-view labels)
         from .augment import SpecAugment
 
         extra["feature_augment"] = SpecAugment.from_augment_config(config.augment, seed=config.seed)

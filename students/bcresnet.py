@@ -64,6 +64,7 @@ from distill.models import (
     BN_EPSILON,
     BN_MOMENTUM,
     Seeds,
+    apply_hook,
     classifier_head,
     conv_bn_relu,
     features,
@@ -125,8 +126,8 @@ def _bc_block(x, width: int, *, downsample: bool, dilation: int, dropout: float,
 
 
 @STUDENTS.register("bcresnet")
-def build_bcresnet(*, size: str = "default", num_classes: int = 12, frontend: FrontendConfig | None = None, seed: int = 0):
-    """BC-ResNet-tau; ``size`` in toy/1/2/3 (default = 2), front-end default 98x40 log-mel."""
+def build_bcresnet(*, size: str = "default", num_classes: int = 12, frontend: FrontendConfig | None = None, seed: int = 0, feature_augment=None):
+    """BC-ResNet-tau; ``size`` in toy/1/2/3 (default = 2), front-end default 98x40 log-mel; ``feature_augment``: optional training-only layer on the normalized features."""
     import keras
 
     cfg = resolve_size(SIZES, size, "bcresnet")
@@ -134,6 +135,7 @@ def build_bcresnet(*, size: str = "default", num_classes: int = 12, frontend: Fr
     waveform = waveform_input()
     x, fcfg = features(waveform, frontend, default=DEFAULT_FRONTEND)
     x = input_normalization(x, fcfg)
+    x = apply_hook(x, feature_augment, name="feature_augment")
     x = keras.layers.Reshape((*fcfg.output_shape, 1), name="add_channel")(x)
     widths = cfg.widths
     x = conv_bn_relu(x, widths[0], 5, strides=(1, 2), seeds=seeds, name="head")

@@ -41,7 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from distill.features import FrontendConfig
-from distill.models import Seeds, classifier_head, conv_bn_relu, features, input_normalization, resolve_size, waveform_input
+from distill.models import Seeds, apply_hook, classifier_head, conv_bn_relu, features, input_normalization, resolve_size, waveform_input
 from distill.registry import STUDENTS
 
 DEFAULT_FRONTEND = FrontendConfig(kind="mfcc", window_ms=40.0, stride_ms=20.0, num_mfcc=10)
@@ -67,8 +67,8 @@ SIZES["default"] = SIZES["m"]
 
 
 @STUDENTS.register("dscnn")
-def build_dscnn(*, size: str = "default", num_classes: int = 12, frontend: FrontendConfig | None = None, seed: int = 0):
-    """DS-CNN (Hello Edge); ``size`` in toy/s/m/l (default = m), front-end default 49x10 MFCC."""
+def build_dscnn(*, size: str = "default", num_classes: int = 12, frontend: FrontendConfig | None = None, seed: int = 0, feature_augment=None):
+    """DS-CNN (Hello Edge); ``size`` in toy/s/m/l (default = m), front-end default 49x10 MFCC; ``feature_augment``: optional training-only layer on the normalized features."""
     import keras
 
     cfg = resolve_size(SIZES, size, "dscnn")
@@ -76,6 +76,7 @@ def build_dscnn(*, size: str = "default", num_classes: int = 12, frontend: Front
     waveform = waveform_input()
     x, fcfg = features(waveform, frontend, default=DEFAULT_FRONTEND)
     x = input_normalization(x, fcfg)
+    x = apply_hook(x, feature_augment, name="feature_augment")
     x = keras.layers.Reshape((*fcfg.output_shape, 1), name="add_channel")(x)
     x = conv_bn_relu(x, cfg.first_filters, cfg.first_kernel, strides=cfg.first_strides, seeds=seeds, name="conv1")
     for i, (filters, stride) in enumerate(zip(cfg.filters, cfg.strides), start=1):

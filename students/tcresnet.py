@@ -43,7 +43,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from distill.features import FrontendConfig
-from distill.models import Seeds, classifier_head, conv_bn_relu, features, input_normalization, resolve_size, waveform_input
+from distill.models import Seeds, apply_hook, classifier_head, conv_bn_relu, features, input_normalization, resolve_size, waveform_input
 from distill.registry import STUDENTS
 
 DEFAULT_FRONTEND = FrontendConfig(kind="mfcc", num_mfcc=40)
@@ -96,8 +96,8 @@ def _block(x, width: int, stride: int, kernel: int, *, seeds: Seeds, name: str):
 
 
 @STUDENTS.register("tcresnet")
-def build_tcresnet(*, size: str = "default", num_classes: int = 12, frontend: FrontendConfig | None = None, seed: int = 0):
-    """TC-ResNet; ``size`` in toy/8/14/8-w1.5/14-w1.5 (default = 14), front-end default 98x40 MFCC."""
+def build_tcresnet(*, size: str = "default", num_classes: int = 12, frontend: FrontendConfig | None = None, seed: int = 0, feature_augment=None):
+    """TC-ResNet; ``size`` in toy/8/14/8-w1.5/14-w1.5 (default = 14), front-end default 98x40 MFCC; ``feature_augment``: optional training-only layer on the normalized features."""
     import keras
 
     cfg = resolve_size(SIZES, size, "tcresnet")
@@ -105,6 +105,7 @@ def build_tcresnet(*, size: str = "default", num_classes: int = 12, frontend: Fr
     waveform = waveform_input()
     x, fcfg = features(waveform, frontend, default=DEFAULT_FRONTEND)
     x = input_normalization(x, fcfg)
+    x = apply_hook(x, feature_augment, name="feature_augment")
     frames, bins = fcfg.output_shape
     x = keras.layers.Reshape((frames, 1, bins), name="bins_as_channels")(x)
     x = conv_bn_relu(x, cfg.first_width, (cfg.first_kernel, 1), seeds=seeds, name="conv1")

@@ -105,3 +105,27 @@ def test_pseudo_labels_join_training_and_review_decisions_apply(tiny_tree, tiny_
                          pseudo=selection.path, schedule=SCHEDULE, progress=False)
     assert load_run(tmp_path / "with_pseudo")[0].distill.pseudo == str(selection.path.resolve())
     assert result.metrics["steps"] >= 1
+
+
+def test_feature_masks_mask_while_training_and_freeze_to_the_plain_function(tiny_tree, tiny_soft_labels, tmp_path):
+    from distill.augment import SpecAugment
+    from distill.freeze import freeze_waveform_model, run_frozen_tf2
+
+    fit_student(arch="tcresnet", size="toy", data=tiny_tree, out=tmp_path / "masked", soft_labels=tiny_soft_labels,
+                schedule=SCHEDULE, feature_masks=True, progress=False)
+    config, model = load_run(tmp_path / "masked")
+    assert config.feature_masks is True
+    masks = [layer for layer in model.layers if isinstance(layer, SpecAugment)]
+    assert len(masks) == 1
+    features = np.random.default_rng(0).normal(size=(2, 98, 40)).astype(np.float32)
+    assert not np.allclose(masks[0](features, training=True), features)  # masks something while training
+    np.testing.assert_array_equal(masks[0](features, training=False), features)
+    graph = freeze_waveform_model(lambda x: model(x, training=False))
+    assert not [n.op for n in graph.node if "Random" in n.op]  # nothing of the masking reaches the export
+    import tensorflow as tf
+
+    x = np.random.default_rng(1).normal(0, 0.2, 16000).astype(np.float32)
+    np.testing.assert_allclose(run_frozen_tf2(graph, x).reshape(-1), tf.nn.softmax(model(x[None], training=False)).numpy().reshape(-1), atol=1e-5)
+    # the default student stays unmasked
+    plain = fit_student(arch="tcresnet", size="toy", data=tiny_tree, out=tmp_path / "plain", soft_labels=tiny_soft_labels, schedule=SCHEDULE, progress=False)
+    assert not any(isinstance(layer, SpecAugment) for layer in load_run(plain.run_dir)[1].layers)
