@@ -448,3 +448,54 @@ def test_map_em_shrinks_a_small_folder_toward_the_training_prior():
     np.testing.assert_allclose(shrunk, (adjusted.sum(0) + 500.0 * train) / (24 + 500.0), atol=1e-6)
     large = rng.dirichlet(np.full(12, 0.2), size=20000)
     np.testing.assert_allclose(em_prior_shift(large, train, prior_strength=500.0)[0], em_prior_shift(large, train)[0], atol=0.01)
+
+
+def test_map_em_centred_on_a_known_mix_moves_a_small_folder_there():
+    from distill.calibrate import em_prior_shift
+
+    rng = np.random.default_rng(8)
+    train = np.full(12, 1 / 12)
+    known = np.array([0.09, 0.53] + [0.038] * 10)
+    known /= known.sum()
+    probs = rng.dirichlet(np.full(12, 0.2), size=24)
+    centred, _, _ = em_prior_shift(probs, train, prior_strength=500.0, prior_center=known)
+    at_train, _, _ = em_prior_shift(probs, train, prior_strength=500.0)
+    assert np.abs(centred - known).max() < 0.03 < np.abs(at_train - known).max()
+    # the fixed point now pulls toward the centre, not the training prior
+    adjusted = probs * (centred / train)
+    adjusted /= adjusted.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(centred, (adjusted.sum(0) + 500.0 * known) / (24 + 500.0), atol=1e-6)
+    # a folder the size of the real test set still speaks for itself
+    large = rng.dirichlet(np.full(12, 0.2), size=158_538)
+    np.testing.assert_allclose(em_prior_shift(large, train, prior_strength=500.0, prior_center=known)[0], em_prior_shift(large, train)[0], atol=0.01)
+    with pytest.raises(ValueError, match="prior_center"):
+        em_prior_shift(probs, train, prior_strength=500.0, prior_center=np.ones(11))
+
+
+def test_calibrator_records_its_prior_center():
+    rng = np.random.default_rng(9)
+    y = np.repeat(np.arange(K), 20)
+    X = np.eye(K)[y] * 4 + rng.normal(0, 1, (len(y), K))
+    X_unl = rng.normal(0, 1, (24, K))
+    known = np.array([0.09, 0.53] + [0.038] * 10)
+    known /= known.sum()
+    cal = PriorShiftCalibrator(prior_strength=500.0, prior_center=known, tune=False).fit(X, y, X_unlabeled=X_unl)
+    assert cal.test_prior_[1] > 0.4 and cal.summary()["params"]["prior_center"] is not None
+    plain = PriorShiftCalibrator(prior_strength=500.0, tune=False).fit(X, y, X_unlabeled=X_unl)
+    assert plain.test_prior_[1] < 0.2
+
+
+def test_expected_prior_fills_the_other_classes_in_training_proportion():
+    from distill.calibrate_student import expected_prior
+    from distill.errors import DistillError
+
+    train = np.array([0.1, 0.1] + [0.08] * 10)
+    prior = expected_prior({"unknown": 0.53, "silence": 0.09}, train)
+    assert prior[1] == pytest.approx(0.53) and prior[0] == pytest.approx(0.09)
+    np.testing.assert_allclose(prior[2:], 0.038)
+    with pytest.raises(DistillError, match="unknown class 'noise'"):
+        expected_prior({"noise": 0.1}, train)
+    with pytest.raises(DistillError, match="between 0 and 1"):
+        expected_prior({"unknown": 1.2}, train)
+    with pytest.raises(DistillError, match="sum to"):
+        expected_prior({"unknown": 0.6, "silence": 0.5}, train)

@@ -50,7 +50,13 @@ def test_student_calibrate_export_submit_through_the_cli(tiny_tree, tiny_soft_la
     assert "footprint" in out and "at 8 bits" in out
     saved = json.loads((tmp_path / "student" / "config.json").read_text())["config"]
     assert saved["schedule"]["mixup_alpha"] == 0.2
-    ok("calibrate", "--run", tmp_path / "student", "--unlabeled", tiny_unlabeled, "--out", tmp_path / "cal", "--cv", "2", "--quiet")
+    ok("calibrate", "--run", tmp_path / "student", "--unlabeled", tiny_unlabeled, "--out", tmp_path / "cal", "--cv", "2", "--quiet",
+       "--expected-mix", "unknown=0.53", "--expected-mix", "silence=0.09")
+    calibration = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert calibration["test_prior"]["unknown"] > 0.3  # a few clips cannot pull it far from the stated mix
+    assert json.loads((tmp_path / "cal" / "config.json").read_text())["config"]["expected_mix"] == {"unknown": 0.53, "silence": 0.09}
+    malformed = runner.invoke(app, ["calibrate", "--run", str(tmp_path / "student"), "--unlabeled", str(tiny_unlabeled), "--expected-mix", "unknown"])
+    assert malformed.exit_code != 0 and "CLASS=SHARE" in str(malformed.exception)
     out = ok("export", "--run", tmp_path / "student", "--calibration", tmp_path / "cal", "--out", tmp_path / "export")
     assert "batch norms folded" in out
     out = ok("submit", "--model", tmp_path / "export", "--test-dir", tiny_unlabeled, "--out", tmp_path / "submission.csv", "--quiet")

@@ -17,14 +17,26 @@ def calibrate_command(
     tune: list[str] = typer.Option(["silence", "unknown"], "--tune", help="Classes whose logit offsets are tuned by cross-validation, repeatable."),
     cv: int = typer.Option(5, "--cv", help="Cross-validation folds on the validation split."),
     prior_strength: float = typer.Option(500.0, "--prior-strength", help="Pseudo-clips of a Dirichlet prior at the training mix (MAP-EM): negligible for the real 158,538-clip set, it keeps a small folder's estimate from collapsing classes to 0%. 0 = plain EM."),
+    expected_mix: list[str] = typer.Option([], "--expected-mix", help="CLASS=SHARE, repeatable: a class mix known from elsewhere (the Kaggle test set: unknown=0.53, silence=0.09) on which the MAP-EM prior is centred instead of the training mix; other classes keep their training proportions of the rest. Needs --prior-strength > 0."),
     seed: int = options.SEED,
     cache_dir: Path = options.CACHE_DIR,
     quiet: bool = options.QUIET,
 ) -> None:
     """Estimate the test prior with EM (Saerens et al. 2002), tune offsets on validation, save 12 logit offsets for export."""
     from ..calibrate_student import calibrate_student
+    from ..errors import DistillError
 
-    result = calibrate_student(run=run, unlabeled=unlabeled, out=out, tune_classes=tuple(tune), cv=cv, seed=seed, prior_strength=prior_strength, cache_dir=cache_dir, progress=not quiet)
+    mix = {}
+    for item in expected_mix:
+        name, _, share = item.partition("=")
+        try:
+            mix[name.strip()] = float(share)
+        except ValueError:
+            raise DistillError(f"--expected-mix {item!r}: expected CLASS=SHARE, e.g. unknown=0.53") from None
+    if mix and prior_strength <= 0:
+        raise DistillError("--expected-mix centres the MAP-EM prior, which --prior-strength 0 switches off; give a strength > 0")
+    result = calibrate_student(run=run, unlabeled=unlabeled, out=out, tune_classes=tuple(tune), cv=cv, seed=seed, prior_strength=prior_strength,
+                               expected_mix=mix or None, cache_dir=cache_dir, progress=not quiet)
     s = result.summary
     typer.echo("estimated test prior: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in s["test_prior"].items()))
     typer.echo("logit offsets:        " + ", ".join(f"{k} {v:+.2f}" for k, v in s["offsets_by_class"].items()))
