@@ -59,7 +59,8 @@ def expected_prior(expected_mix: dict[str, float], train_prior: np.ndarray) -> n
     rest = 1.0 - shares[given].sum()
     if (given.all() and abs(rest) > 1e-6) or (not given.all() and rest <= 0):
         raise DistillError(f"--expected-mix: shares sum to {1 - rest:.3f}; they must leave room for the other classes (or sum to 1 when all 12 are given)")
-    shares[~given] = rest * train_prior[~given] / train_prior[~given].sum() if not given.all() else 0.0
+    if not given.all():
+        shares[~given] = rest * train_prior[~given] / train_prior[~given].sum()
     return shares / shares.sum()
 
 
@@ -74,6 +75,8 @@ def calibrate_student(*, run: Path, unlabeled: Path, out: Path, tune_classes: tu
     """
     from .train import evaluation_examples, load_run, make_predictor
 
+    if expected_mix and prior_strength <= 0:
+        raise DistillError("--expected-mix centres the MAP-EM prior, which --prior-strength 0 switches off; give a strength > 0")
     config, model = load_run(Path(run))
     dataset = open_dataset(Path(config.data), cache_dir=cache_dir or (Path(config.cache_dir) if config.cache_dir else None), progress=progress)
     predict = make_predictor(model)

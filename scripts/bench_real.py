@@ -167,10 +167,10 @@ KAGGLE_PRIOR = {"silence": 0.09, "unknown": 0.53}
 def kaggle_prior():
     import numpy as np
 
-    from distill.labels import CLASSES, TARGET_WORDS
+    from distill.calibrate_student import expected_prior
+    from distill.labels import NUM_CLASSES
 
-    rest = (1.0 - sum(KAGGLE_PRIOR.values())) / len(TARGET_WORDS)
-    return np.array([KAGGLE_PRIOR.get(c, rest) for c in CLASSES])
+    return expected_prior(KAGGLE_PRIOR, np.ones(NUM_CLASSES))  # a uniform reference: the ten words share the rest equally
 
 
 def student_confusion(out: Path, data: Path) -> None:

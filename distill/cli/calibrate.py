@@ -33,8 +33,6 @@ def calibrate_command(
             mix[name.strip()] = float(share)
         except ValueError:
             raise DistillError(f"--expected-mix {item!r}: expected CLASS=SHARE, e.g. unknown=0.53") from None
-    if mix and prior_strength <= 0:
-        raise DistillError("--expected-mix centres the MAP-EM prior, which --prior-strength 0 switches off; give a strength > 0")
     result = calibrate_student(run=run, unlabeled=unlabeled, out=out, tune_classes=tuple(tune), cv=cv, seed=seed, prior_strength=prior_strength,
                                expected_mix=mix or None, cache_dir=cache_dir, progress=not quiet)
     s = result.summary
