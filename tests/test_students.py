@@ -46,7 +46,7 @@ def test_registry_has_the_students():
 def test_size_presets(name):
     sizes = _module(name).SIZES
     assert {"toy", "default"} <= set(sizes)
-    expected = {"dscnn": {"s", "m", "l"}, "tcresnet": {"8", "14", "8-w1.5", "14-w1.5"}, "bcresnet": {"1", "2", "3"}}
+    expected = {"dscnn": {"s", "m", "l"}, "tcresnet": {"8", "14", "8-w1.5", "14-w1.5", "14-w2"}, "bcresnet": {"1", "2", "3"}}
     assert expected.get(name, set()) <= set(sizes)
     for preset in sizes.values():
         with pytest.raises(Exception):  # frozen dataclasses
