@@ -24,3 +24,31 @@ def test_sweep_chooses_on_validation_and_resumes(tiny_tree, tiny_soft_labels, tm
     assert summary["test_gain_over_twin"] == best["test"] - runs[-1]["test"]
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert [json.loads(line)["test"] for line in again.stdout.splitlines() if line.startswith('{"run"')] == [r["test"] for r in runs]
+
+
+def _bench_real():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_real", SCRIPTS / "bench_real.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_refuses_a_finished_student_of_another_preset(tmp_path):
+    import pytest
+
+    from distill.errors import DistillError
+
+    bench = _bench_real()
+    run = tmp_path / "student_distilled"
+    run.mkdir()
+    saved = {"arch": "tcresnet", "size": "14-w1.5", "schedule": {"epochs": 80}, "feature_masks": None,
+             "distill": {"soft_labels": "/x/soft_labels", "max_views": 0, "pseudo": None}}
+    (run / "config.json").write_text(json.dumps({"config": saved}))
+    bench.check_reusable(run, arch="tcresnet", size="14-w1.5", epochs=80, feature_masks=False, soft_labels=Path("/x/soft_labels"))
+    with pytest.raises(DistillError, match=r"size: 14-w1.5 there, 14-w2 asked.*epochs: 80 there, 160 asked.*feature_masks: False there, True asked"):
+        bench.check_reusable(run, arch="tcresnet", size="14-w2", epochs=160, feature_masks=True, soft_labels=Path("/x/soft_labels"))
+    with pytest.raises(DistillError, match="teachers: True there, False asked"):
+        bench.check_reusable(run, arch="tcresnet", size="14-w1.5", epochs=80, feature_masks=False, soft_labels=None)
