@@ -135,6 +135,13 @@ def main() -> None:
         "student_no_teachers": dict(soft_labels=None, feature_masks=masks),
         "student_clean_views": dict(soft_labels=soft, max_views=1, feature_masks=masks),  # ablation: teachers without augmented views
     }
+    if args.kaggle_test:
+        students["student_pseudo"] = dict(soft_labels=soft, pseudo=out / "pseudo.csv", feature_masks=masks)
+    # the student pair with SpecAugment flipped, with and without teachers: what the masks buy, and how
+    # much of distillation's gain a plain regulariser also buys
+    flipped = "unmasked" if masks else "masked"
+    students[f"student_{flipped}"] = dict(soft_labels=soft, feature_masks=not masks)
+    students[f"student_no_teachers_{flipped}"] = dict(soft_labels=None, feature_masks=not masks)
 
     def fit(name):
         run = out / name
@@ -167,22 +174,20 @@ def main() -> None:
         stage("submit", lambda: (out / "submission.csv").exists(),
               lambda: write_submission(model=out / "export" / "model.pb", test_dir=args.kaggle_test, out=out / "submission.csv", progress=False))
     write_report(out, preset, teacher_dirs, students, timings, args)
+
+    def ablation(name):  # the report grows a row per finished ablation, so an interrupted session keeps them
+        fit(name)
+        write_report(out, preset, teacher_dirs, students, timings, args)
+
     # the ablations last, so the main table lands first
-    fit("student_clean_views")
+    ablation("student_clean_views")
     if args.kaggle_test:
         from distill.pseudo import select_pseudo_labels
 
         stage("pseudo select", lambda: (out / "pseudo.csv").exists(), lambda: select_pseudo_labels(soft_labels=soft, out=out / "pseudo.csv"))
-        students["student_pseudo"] = dict(soft_labels=soft, pseudo=out / "pseudo.csv", feature_masks=masks)
-        fit("student_pseudo")
-    # the student pair with SpecAugment flipped, with and without teachers: what the masks buy, and how
-    # much of distillation's gain a plain regulariser also buys
-    flipped = "unmasked" if masks else "masked"
-    students[f"student_{flipped}"] = dict(soft_labels=soft, feature_masks=not masks)
-    students[f"student_no_teachers_{flipped}"] = dict(soft_labels=None, feature_masks=not masks)
-    fit(f"student_{flipped}")
-    fit(f"student_no_teachers_{flipped}")
-    write_report(out, preset, teacher_dirs, students, timings, args)
+        ablation("student_pseudo")
+    ablation(f"student_{flipped}")
+    ablation(f"student_no_teachers_{flipped}")
     log(f"finished in {time.time() - started:.0f} s this session; report in {out / 'report.md'}")
 
 
