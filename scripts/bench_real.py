@@ -5,11 +5,12 @@ usage: python scripts/bench_real.py --data DIR --out DIR [--kaggle-test DIR] [--
 
 Stages (each skipped when its output is complete, so an interrupted run resumes):
 teachers train -> teachers predict (augmented views + the unlabeled Kaggle sample)
--> student fit (distilled) -> the same student with --no-teachers -> ablations
+-> student fit (distilled) -> the same student with --no-teachers -> calibrate
+-> export -> --check-pi -> TF 1.4 evaluation -> submit -> report -> ablations
 (clean views only, pseudo-labels, the distilled/no-teacher pair with the preset's
-SpecAugment setting flipped) -> report. A finished stage is reused only if its
-folder holds the configuration the preset asks for. Later stages (calibrate, export, --check-pi, TF 1.4 evaluation,
-submit) run when the toolkit has them. Writes OUT/report.json and OUT/report.md.
+SpecAugment setting flipped), the report redrawn after each. A finished student
+is reused only if its folder holds the configuration the preset asks for.
+Writes OUT/report.json and OUT/report.md.
 """
 
 from __future__ import annotations
