@@ -70,15 +70,16 @@ def check_reusable(run: Path, *, arch: str, size: str, epochs: int, feature_mask
     Stages are skipped when their folder is complete; without this check a rerun with another
     preset would report the old student as the new one.
     """
+    from distill.config import load_config
     from distill.errors import DistillError
-    from distill.io import read_json
+    from distill.train import RunConfig
 
-    saved = read_json(run / "config.json")["config"]
-    distill = saved.get("distill") or {}
+    saved = load_config(RunConfig, run / "config.json")
+    teachers = saved.distill
     expected = {"arch": arch, "size": size, "epochs": epochs, "feature_masks": bool(feature_masks), "teachers": soft_labels is not None,
                 "max_views": max_views if soft_labels is not None else None, "pseudo": bool(pseudo)}
-    found = {"arch": saved["arch"], "size": saved["size"], "epochs": saved["schedule"]["epochs"], "feature_masks": bool(saved.get("feature_masks")),
-             "teachers": bool(distill), "max_views": distill.get("max_views") if distill else None, "pseudo": bool(distill.get("pseudo"))}
+    found = {"arch": saved.arch, "size": saved.size, "epochs": saved.schedule.epochs, "feature_masks": bool(saved.feature_masks),
+             "teachers": teachers is not None, "max_views": teachers.max_views if teachers else None, "pseudo": bool(teachers and teachers.pseudo)}
     changed = {k: (found[k], v) for k, v in expected.items() if found[k] != v}
     if changed:
         detail = ", ".join(f"{k}: {old} there, {new} asked" for k, (old, new) in changed.items())

@@ -39,16 +39,20 @@ def _bench_real():
 def test_bench_refuses_a_finished_student_of_another_preset(tmp_path):
     import pytest
 
+    from distill.config import save_config
     from distill.errors import DistillError
+    from distill.train import DistillConfig, RunConfig, ScheduleConfig
 
     bench = _bench_real()
     run = tmp_path / "student_distilled"
     run.mkdir()
-    saved = {"arch": "tcresnet", "size": "14-w1.5", "schedule": {"epochs": 80}, "feature_masks": None,
-             "distill": {"soft_labels": "/x/soft_labels", "max_views": 0, "pseudo": None}}
-    (run / "config.json").write_text(json.dumps({"config": saved}))
+    save_config(RunConfig(family="student", arch="tcresnet", data="/x/data", size="14-w1.5", schedule=ScheduleConfig(epochs=80),
+                          distill=DistillConfig(soft_labels="/x/soft_labels")), run / "config.json")
     bench.check_reusable(run, arch="tcresnet", size="14-w1.5", epochs=80, feature_masks=False, soft_labels=Path("/x/soft_labels"))
     with pytest.raises(DistillError, match=r"size: 14-w1.5 there, 14-w2 asked.*epochs: 80 there, 160 asked.*feature_masks: False there, True asked"):
         bench.check_reusable(run, arch="tcresnet", size="14-w2", epochs=160, feature_masks=True, soft_labels=Path("/x/soft_labels"))
     with pytest.raises(DistillError, match="teachers: True there, False asked"):
         bench.check_reusable(run, arch="tcresnet", size="14-w1.5", epochs=80, feature_masks=False, soft_labels=None)
+    (run / "config.json").write_text(json.dumps({"kind": "ExportConfig", "config": {}}))
+    with pytest.raises(DistillError, match="holds a ExportConfig config, expected RunConfig"):
+        bench.check_reusable(run, arch="tcresnet", size="14-w1.5", epochs=80, feature_masks=False, soft_labels=Path("/x/soft_labels"))
