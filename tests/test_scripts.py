@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 
@@ -56,3 +58,26 @@ def test_bench_refuses_a_finished_student_of_another_preset(tmp_path):
     (run / "config.json").write_text(json.dumps({"kind": "ExportConfig", "config": {}}))
     with pytest.raises(DistillError, match="holds a ExportConfig config, expected RunConfig"):
         bench.check_reusable(run, arch="tcresnet", size="14-w1.5", epochs=80, feature_masks=False, soft_labels=Path("/x/soft_labels"))
+
+
+def test_seed_replicates_pairs_each_variant_with_its_twin_and_resumes(tiny_tree, tiny_soft_labels, tmp_path):
+    out = tmp_path / "seeds"
+    command = [sys.executable, str(SCRIPTS / "seed_replicates.py"), "--data", str(tiny_tree), "--out", str(out),
+               "--variant", f"views={tiny_soft_labels}", "--seeds", "0", "1", "--jobs", "2", "--arch", "dscnn", "--size", "toy",
+               "--epochs", "1", "--weight-bits", "32"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    lines = [json.loads(line) for line in first.stdout.splitlines() if line.startswith("{")]
+    rows, summary = lines[:-1], lines[-1]
+    assert sorted(r["run"] for r in rows) == ["twin_s0", "twin_s1", "views_s0", "views_s1"]
+    by_run = {r["run"]: r for r in rows}
+    margins = [by_run[f"views_s{s}"]["test"] - by_run[f"twin_s{s}"]["test"] for s in (0, 1)]
+    assert summary["views"]["test_margin_over_twin"]["mean"] == pytest.approx(sum(margins) / 2)
+    assert summary["views"]["test_margin_over_twin"]["n"] == 2 and summary["chosen_on_validation"] == "views"
+    assert json.loads((out / "summary.json").read_text()) == summary
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and json.loads(again.stdout.splitlines()[-1]) == summary  # read back, not refitted
+    mixed_up = [*command[:command.index("--seeds")], "--seeds", "0", "1", "--jobs", "1", "--arch", "dscnn", "--size", "toy", "--epochs", "2",
+                "--weight-bits", "32"]
+    refused = subprocess.run(mixed_up, capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "epochs: 1 there, 2 asked" in refused.stderr

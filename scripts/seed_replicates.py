@@ -1,0 +1,137 @@
+#!/usr/bin/env python
+"""Distilled students against their no-teacher twin over several seeds, as JSON lines plus a summary.
+
+usage: python scripts/seed_replicates.py --data DIR --out DIR --variant NAME=SOFT_LABELS_DIR [...]
+           [--seeds 0 1 2] [--jobs 2] [--arch tcresnet --size 14-w2 --epochs 160 --feature-masks --weight-bits 8]
+
+One run of seed 0 is one draw: on a 10k-clip subset two seeds of the same student differ by
+about half a point, as much as the effect being measured. This driver fits every variant
+(a named soft-label folder: for example 8 stored views against 32) and the twin at each seed,
+each run being `distill student fit` in OUT/<variant>_s<seed> (the twin: OUT/twin_s<seed>).
+A finished run (metrics.json) is read back and an interrupted one resumes from its checkpoint;
+a folder holding another configuration is refused. An existing run can be adopted by linking
+it in under its run name. The summary gives, per variant, mean and spread of validation and
+test accuracy and the test margin over the twin paired by seed; the variant to ship is chosen
+on mean validation accuracy alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def run_name(variant: str | None, seed: int) -> str:
+    return f"{variant or 'twin'}_s{seed}"
+
+
+def check_run(run: Path, *, args: argparse.Namespace, soft_labels: Path | None, seed: int) -> None:
+    """Refuse a folder trained with other settings, so a stale or mislinked run is never averaged in."""
+    from distill.config import load_config
+    from distill.errors import DistillError
+    from distill.train import RunConfig
+
+    saved = load_config(RunConfig, run / "config.json")
+    expected = {"arch": args.arch, "size": args.size, "epochs": args.epochs, "seed": seed, "feature_masks": args.feature_masks,
+                "soft_labels": str(soft_labels.resolve()) if soft_labels else None}
+    found = {"arch": saved.arch, "size": saved.size, "epochs": saved.schedule.epochs, "seed": saved.seed, "feature_masks": bool(saved.feature_masks),
+             "soft_labels": str(Path(saved.distill.soft_labels).resolve()) if saved.distill else None}
+    changed = {k: (found[k], v) for k, v in expected.items() if found[k] != v}
+    if changed:
+        detail = ", ".join(f"{k}: {old} there, {new} asked" for k, (old, new) in changed.items())
+        raise DistillError(f"{run} holds a run of another configuration ({detail}); move it away or choose a fresh --out")
+
+
+def fit_command(args: argparse.Namespace, run: Path, soft_labels: Path | None, seed: int) -> list[str]:
+    command = [sys.executable, "-m", "distill", "student", "fit", "--arch", args.arch, "--size", args.size, "--data", str(args.data),
+               "--epochs", str(args.epochs), "--seed", str(seed), "--weight-bits", str(args.weight_bits), "--max-mb", "1", "--max-ms", "30",
+               "--quiet", "--out", str(run)]
+    command += ["--soft-labels", str(soft_labels)] if soft_labels else ["--no-teachers"]
+    if args.feature_masks:
+        command.append("--feature-masks")
+    if (run / "config.json").exists():
+        command.append("--resume")
+    return command
+
+
+def fit_or_read(args: argparse.Namespace, variant: str | None, soft_labels: Path | None, seed: int) -> dict:
+    run = args.out / run_name(variant, seed)
+    if (run / "config.json").exists():
+        check_run(run, args=args, soft_labels=soft_labels, seed=seed)
+    if not (run / "metrics.json").exists():
+        log = args.out / f"{run_name(variant, seed)}.log"
+        with log.open("a") as sink:
+            done = subprocess.run(fit_command(args, run, soft_labels, seed), stdout=sink, stderr=subprocess.STDOUT)
+        if done.returncode != 0:
+            raise SystemExit(f"{run}: distill student fit failed (exit {done.returncode}); see {log}")
+    metrics = json.loads((run / "metrics.json").read_text())
+    return {"run": run.name, "variant": variant or "twin", "seed": seed, "best_epoch": metrics["best_epoch"],
+            "validation": metrics["validation"]["accuracy"], "test": metrics["test"]["accuracy"]}
+
+
+def summarize(rows: list[dict], variants: list[str]) -> dict:
+    def spread(values: list[float]) -> dict:
+        return {"mean": statistics.fmean(values), "stdev": statistics.stdev(values) if len(values) > 1 else None, "n": len(values)}
+
+    twin = {r["seed"]: r for r in rows if r["variant"] == "twin"}
+    summary: dict = {"twin": {"validation": spread([r["validation"] for r in twin.values()]), "test": spread([r["test"] for r in twin.values()])}}
+    for variant in variants:
+        mine = [r for r in rows if r["variant"] == variant]
+        summary[variant] = {
+            "validation": spread([r["validation"] for r in mine]),
+            "test": spread([r["test"] for r in mine]),
+            "test_margin_over_twin": spread([r["test"] - twin[r["seed"]]["test"] for r in mine]),
+            "validation_margin_over_twin": spread([r["validation"] - twin[r["seed"]]["validation"] for r in mine]),
+        }
+    summary["chosen_on_validation"] = max(variants, key=lambda v: summary[v]["validation"]["mean"])
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--variant", action="append", required=True, metavar="NAME=SOFT_LABELS",
+                        help="a distilled variant: its name and the soft-label folder it learns from (repeatable)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=2, help="fits at once (each uses the threads TensorFlow gives it)")
+    parser.add_argument("--arch", default="tcresnet")
+    parser.add_argument("--size", default="14-w2")
+    parser.add_argument("--epochs", type=int, default=160)
+    parser.add_argument("--feature-masks", action="store_true", help="SpecAugment masks while training (the cpu-long preset's setting)")
+    parser.add_argument("--weight-bits", type=int, default=8)
+    args = parser.parse_args()
+    variants: dict[str, Path] = {}
+    for spec in args.variant:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name or name == "twin":
+            parser.error(f"--variant {spec!r}: expected NAME=SOFT_LABELS_DIR with a name other than 'twin'")
+        variants[name] = Path(folder)
+    args.out.mkdir(parents=True, exist_ok=True)
+    from distill.io import write_json
+
+    jobs = [(None, None, seed) for seed in args.seeds] + [(name, folder, seed) for seed in args.seeds for name, folder in variants.items()]
+    from distill.errors import DistillError
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            rows = list(pool.map(lambda job: fit_or_read(args, *job), jobs))
+    except DistillError as error:
+        raise SystemExit(f"error: {error}") from None
+    for row in rows:
+        print(json.dumps(row), flush=True)
+    summary = summarize(rows, list(variants))
+    write_json(args.out / "summary.json", summary)
+    print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()
