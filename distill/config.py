@@ -11,7 +11,7 @@ import dataclasses
 import os
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Mapping, TypeVar
 
 from . import __version__
 from .errors import DistillError
@@ -73,3 +73,15 @@ def load_config(cls: type[T], path: str | os.PathLike) -> T:
     if payload.get("kind") != cls.__name__:
         raise DistillError(f"{path}: holds a {payload.get('kind')} config, expected {cls.__name__}")
     return from_dict(cls, payload["config"])
+
+
+def refuse_other_config(folder: str | os.PathLike, *, expected: Mapping[str, Any], found: Mapping[str, Any]) -> None:
+    """Raise when a folder about to be reused was made with other settings, naming each difference.
+
+    Drivers that skip finished stages read results back without retraining; a folder left by another
+    preset would otherwise be reported as the one asked for.
+    """
+    changed = [key for key in expected if found[key] != expected[key]]
+    if changed:
+        detail = ", ".join(f"{key}: {found[key]} there, {expected[key]} asked" for key in changed)
+        raise DistillError(f"{folder} holds a run of another configuration ({detail}); move it away or choose a fresh --out")

@@ -70,8 +70,7 @@ def check_reusable(run: Path, *, arch: str, size: str, epochs: int, feature_mask
     Stages are skipped when their folder is complete; without this check a rerun with another
     preset would report the old student as the new one.
     """
-    from distill.config import load_config
-    from distill.errors import DistillError
+    from distill.config import load_config, refuse_other_config
     from distill.train import RunConfig
 
     saved = load_config(RunConfig, run / "config.json")
@@ -80,10 +79,7 @@ def check_reusable(run: Path, *, arch: str, size: str, epochs: int, feature_mask
                 "max_views": max_views if soft_labels is not None else None, "pseudo": bool(pseudo)}
     found = {"arch": saved.arch, "size": saved.size, "epochs": saved.schedule.epochs, "feature_masks": bool(saved.feature_masks),
              "teachers": teachers is not None, "max_views": teachers.max_views if teachers else None, "pseudo": bool(teachers and teachers.pseudo)}
-    changed = {k: (found[k], v) for k, v in expected.items() if found[k] != v}
-    if changed:
-        detail = ", ".join(f"{k}: {old} there, {new} asked" for k, (old, new) in changed.items())
-        raise DistillError(f"{run} holds a finished run of another configuration ({detail}); move it away or choose a fresh --out")
+    refuse_other_config(run, expected=expected, found=found)
 
 
 def main() -> None:

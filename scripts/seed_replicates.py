@@ -35,8 +35,7 @@ def run_name(variant: str | None, seed: int) -> str:
 
 def check_run(run: Path, *, args: argparse.Namespace, soft_labels: Path | None, seed: int) -> None:
     """Refuse a folder trained with other settings, so a stale or mislinked run is never averaged in."""
-    from distill.config import load_config
-    from distill.errors import DistillError
+    from distill.config import load_config, refuse_other_config
     from distill.train import RunConfig
 
     saved = load_config(RunConfig, run / "config.json")
@@ -44,10 +43,7 @@ def check_run(run: Path, *, args: argparse.Namespace, soft_labels: Path | None, 
                 "soft_labels": str(soft_labels.resolve()) if soft_labels else None}
     found = {"arch": saved.arch, "size": saved.size, "epochs": saved.schedule.epochs, "seed": saved.seed, "feature_masks": bool(saved.feature_masks),
              "soft_labels": str(Path(saved.distill.soft_labels).resolve()) if saved.distill else None}
-    changed = {k: (found[k], v) for k, v in expected.items() if found[k] != v}
-    if changed:
-        detail = ", ".join(f"{k}: {old} there, {new} asked" for k, (old, new) in changed.items())
-        raise DistillError(f"{run} holds a run of another configuration ({detail}); move it away or choose a fresh --out")
+    refuse_other_config(run, expected=expected, found=found)
 
 
 def fit_command(args: argparse.Namespace, run: Path, soft_labels: Path | None, seed: int) -> list[str]:
@@ -67,7 +63,7 @@ def fit_or_read(args: argparse.Namespace, variant: str | None, soft_labels: Path
     if (run / "config.json").exists():
         check_run(run, args=args, soft_labels=soft_labels, seed=seed)
     if not (run / "metrics.json").exists():
-        log = args.out / f"{run_name(variant, seed)}.log"
+        log = args.out / f"{run.name}.log"
         with log.open("a") as sink:
             done = subprocess.run(fit_command(args, run, soft_labels, seed), stdout=sink, stderr=subprocess.STDOUT)
         if done.returncode != 0:
@@ -116,11 +112,10 @@ def main() -> None:
             parser.error(f"--variant {spec!r}: expected NAME=SOFT_LABELS_DIR with a name other than 'twin'")
         variants[name] = Path(folder)
     args.out.mkdir(parents=True, exist_ok=True)
+    from distill.errors import DistillError
     from distill.io import write_json
 
     jobs = [(None, None, seed) for seed in args.seeds] + [(name, folder, seed) for seed in args.seeds for name, folder in variants.items()]
-    from distill.errors import DistillError
-
     try:
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             rows = list(pool.map(lambda job: fit_or_read(args, *job), jobs))

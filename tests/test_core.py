@@ -47,6 +47,14 @@ def test_config_round_trip(tmp_path):
     assert load_config(_Outer, path) == cfg
 
 
+def test_refuse_other_config_names_each_difference(tmp_path):
+    from distill.config import refuse_other_config
+
+    refuse_other_config(tmp_path, expected={"epochs": 80, "seed": 0}, found={"epochs": 80, "seed": 0})
+    with pytest.raises(DistillError, match=r"holds a run of another configuration \(epochs: 80 there, 160 asked, seed: 0 there, 1 asked\)"):
+        refuse_other_config(tmp_path, expected={"epochs": 160, "seed": 1, "arch": "tcresnet"}, found={"epochs": 80, "seed": 0, "arch": "tcresnet"})
+
+
 def test_config_wrong_kind_and_missing(tmp_path):
     save_config(_Inner(), tmp_path / "config.json")
     with pytest.raises(DistillError, match="expected _Outer"):

@@ -39,8 +39,6 @@ def _bench_real():
 
 
 def test_bench_refuses_a_finished_student_of_another_preset(tmp_path):
-    import pytest
-
     from distill.config import save_config
     from distill.errors import DistillError
     from distill.train import DistillConfig, RunConfig, ScheduleConfig
