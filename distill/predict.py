@@ -9,6 +9,12 @@ Layout of a soft-label folder (what ``distill teachers predict`` writes and
     unlabeled/names.txt            clip names of an unlabeled folder, one per line
     unlabeled/logits_<teacher>.npy float16 (views, M, 12)
 
+A ``--teacher`` may also be a fold group written by ``teachers train --folds K``
+(see ``distill.crossfit``): its training-split entries are the log-probabilities of
+the run that held the example's speaker out, every other entry the log of its K
+runs' mean probability. Log-probabilities differ from logits by a per-row constant,
+so the tempered ensemble below reads both alike.
+
 View v > 0 is ``augment_waveforms(clip, seeds=example seeds, view=v)``, a pure
 function of the example, so a student fitted later sees exactly the waveforms
 its teachers labelled ("consistent teaching"). The training split keeps every
@@ -21,11 +27,13 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from .augment import AugmentConfig, augment_waveforms
 from .config import load_config, save_config
+from .crossfit import FoldGroup, example_folds, fold_runs
 from .data import ExampleSet, MixConfig, make_examples, materialize, open_dataset, open_unlabeled
 from .errors import DistillError
 from .io import atomic_path, write_text
@@ -65,8 +73,8 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
             np.save(fh, array)
 
 
-def _predict_chunks(*, predict, count: int, load_audio, seeds: np.ndarray, views: int, augment: AugmentConfig, noise, parts_dir: Path, final: Path, chunk: int, description: str, progress: bool) -> None:
-    """Fill ``final`` (views, count, 12) float16, one saved chunk at a time."""
+def _predict_chunks(*, predict: Callable[[np.ndarray, np.ndarray], np.ndarray], count: int, load_audio, seeds: np.ndarray, views: int, augment: AugmentConfig, noise, parts_dir: Path, final: Path, chunk: int, description: str, progress: bool) -> None:
+    """Fill ``final`` (views, count, 12) float16, one saved chunk at a time; ``predict(audio, positions)``."""
     if final.exists():
         return
     parts_dir.mkdir(parents=True, exist_ok=True)
@@ -80,7 +88,7 @@ def _predict_chunks(*, predict, count: int, load_audio, seeds: np.ndarray, views
         out = np.empty((views, len(positions), 12), np.float16)
         for view in range(views):
             audio = clean if view == 0 else augment_waveforms(clean, seeds=seeds[positions], view=view, noise=noise, config=augment)
-            out[view] = predict(audio)
+            out[view] = predict(audio, positions)
         _save_npy(part, out)
     merged = np.concatenate([np.load(parts_dir / f"{s:09d}.npy") for s in starts], axis=1) if starts else np.zeros((views, 0, 12), np.float16)
     _save_npy(final, merged)
@@ -110,7 +118,7 @@ def predict_soft_labels(
     progress: bool = True,
 ) -> PredictResult:
     """Write per-teacher logits for every split (and an unlabeled folder); re-running resumes."""
-    from .train import EVALUATION_SEED, load_run, make_predictor
+    from .train import EVALUATION_SEED
 
     if not teacher_runs:
         raise DistillError("no teacher runs given (pass --teacher RUN_DIR, repeatable)")
@@ -149,17 +157,16 @@ def predict_soft_labels(
         write_text(out / UNLABELED / "names.txt", "".join(n + "\n" for n in folder.names))
 
     for run, name in zip(teacher_runs, names):
-        _, model = load_run(Path(run))
-        predict = make_predictor(model)
+        predictors = _split_predictors(Path(run), dataset=dataset, data=Path(data), example_sets=example_sets)
         for split, examples in example_sets.items():
             _predict_chunks(
-                predict=predict, count=len(examples), load_audio=lambda pos, ex=examples: materialize(dataset, ex, pos), seeds=examples.seeds,
+                predict=predictors[split], count=len(examples), load_audio=lambda pos, ex=examples: materialize(dataset, ex, pos), seeds=examples.seeds,
                 views=views, augment=augment, noise=dataset.noise, parts_dir=out / split / f".parts_{name}", final=out / split / f"logits_{name}.npy",
                 chunk=chunk, description=f"{name} {split}", progress=progress,
             )
         if folder is not None:
             _predict_chunks(
-                predict=predict, count=len(folder.names), load_audio=folder.waveforms, seeds=name_seeds(folder.names, seed),
+                predict=predictors[UNLABELED], count=len(folder.names), load_audio=folder.waveforms, seeds=name_seeds(folder.names, seed),
                 views=views, augment=augment, noise=dataset.noise, parts_dir=out / UNLABELED / f".parts_{name}", final=out / UNLABELED / f"logits_{name}.npy",
                 chunk=chunk, description=f"{name} unlabeled", progress=progress,
             )
@@ -167,6 +174,27 @@ def predict_soft_labels(
     if folder is not None:
         counts[UNLABELED] = len(folder.names)
     return PredictResult(out=out, teachers=tuple(names), counts=counts)
+
+
+def _split_predictors(run: Path, *, dataset, data: Path, example_sets: dict[str, ExampleSet]) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    """``(audio, positions) -> logits`` per split (and UNLABELED) for a run folder or a fold group."""
+    from .train import load_run, make_predictor
+
+    runs = fold_runs(run)
+    if runs is None:
+        if not (run / "config.json").exists():
+            raise DistillError(f"{run}: neither a teacher run (no config.json) nor a fold group (no fold0/ ...); pass a folder `distill teachers train` wrote")
+        plain = make_predictor(load_run(run)[1])
+        one = lambda audio, positions: plain(audio)  # noqa: E731
+        return {**{split: one for split in example_sets}, UNLABELED: one}
+    group = FoldGroup.load(run, runs)
+    if "training" in example_sets and Path(group.data).resolve() != Path(data).resolve():
+        raise DistillError(f"{run}: its folds were trained on {group.data}; out-of-fold labels only mean something on that tree, not on {data}")
+    mean = group.mean_predictor()
+    predictors = {split: mean for split in example_sets}
+    if "training" in example_sets:
+        predictors["training"] = group.held_out_predictor(example_folds(dataset, example_sets["training"], group.folds))
+    return {**predictors, UNLABELED: mean}
 
 
 # ---------------------------------------------------------------- reading soft labels

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .augment import AugmentConfig
-from .data import MixConfig
+from .crossfit import HoldoutConfig, check_folds_populated
+from .data import MixConfig, open_dataset
 from .errors import DistillError
 from .features import FrontendConfig
 from .registry import TEACHERS
@@ -24,6 +25,7 @@ def train_teachers(
     frontend: FrontendConfig | None = None,
     seed: int = 0,
     seeds: int = 1,
+    folds: int = 1,
     jobs: int = 1,
     backend: str = "loky",
     scheduler: str | None = None,
@@ -35,7 +37,9 @@ def train_teachers(
     """Train each architecture into ``out/<arch>`` (further seeds into ``out/<arch>-s<k>``); returns each run's metrics.
 
     Extra seeds of a strong family are the cheapest way to grow an ensemble: the members
-    differ in initialisation, batch order and augmentation draws.
+    differ in initialisation, batch order and augmentation draws. With ``folds`` K > 1 each
+    member becomes a fold group, ``out/<arch>/fold0`` .. ``fold{K-1}``, fold k trained without
+    the k-th fold of training speakers (see ``distill.crossfit``), for out-of-fold soft labels.
     """
     if not archs:
         raise DistillError("no --arch given; choose from " + ", ".join(TEACHERS.names()))
@@ -45,16 +49,22 @@ def train_teachers(
         raise DistillError(f"each --arch once please (got {archs}); train a second seed into another --out")
     if seeds < 1:
         raise DistillError(f"--seeds must be at least 1, got {seeds}")
+    if folds < 1:
+        raise DistillError(f"--folds must be at least 1 (1 = no cross-fitting), got {folds}")
+    if folds > 1:
+        check_folds_populated(open_dataset(Path(data), cache_dir=cache_dir, skip_bad=skip_bad, progress=progress), folds)
     if backend not in ("loky", "dask", "threading"):
         raise DistillError(f"--backend must be loky, threading or dask, got {backend!r}")
     members = [(a, k) for k in range(seeds) for a in archs]
-    configs = [
-        # seed + i for the first seed keeps single-seed runs as they were
-        RunConfig(family="teacher", arch=a, data=str(Path(data).resolve()), size=size, frontend=frontend, mix=mix, augment=augment,
-                  schedule=schedule, seed=seed + i, skip_bad=skip_bad, cache_dir=str(cache_dir) if cache_dir else None)
-        for i, (a, k) in enumerate(members)
-    ]
-    run_dirs = [Path(out) / (a if k == 0 else f"{a}-s{k}") for a, k in members]
+    holdouts = [HoldoutConfig(folds=folds, fold=f) for f in range(folds)] if folds > 1 else [None]
+    configs, run_dirs = [], []
+    for i, (a, k) in enumerate(members):
+        member_dir = Path(out) / (a if k == 0 else f"{a}-s{k}")
+        for holdout in holdouts:
+            # seed + i for the first seed keeps single-seed runs as they were; a group's folds share the seed
+            configs.append(RunConfig(family="teacher", arch=a, data=str(Path(data).resolve()), size=size, frontend=frontend, mix=mix, augment=augment,
+                                     schedule=schedule, seed=seed + i, skip_bad=skip_bad, cache_dir=str(cache_dir) if cache_dir else None, holdout=holdout))
+            run_dirs.append(member_dir if holdout is None else member_dir / f"fold{holdout.fold}")
     if backend != "dask":
         return fit_parallel(configs=configs, run_dirs=run_dirs, jobs=jobs, backend=backend, resume=resume, progress=progress)
     try:

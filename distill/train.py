@@ -30,6 +30,7 @@ import numpy as np
 
 from .augment import AugmentConfig, augment_waveforms
 from .config import load_config, save_config, to_dict
+from .crossfit import HoldoutConfig, without_fold
 from .data import DecodedDataset, ExampleSet, MixConfig, make_examples, materialize, open_dataset
 from .errors import DistillError
 from .features import FrontendConfig
@@ -84,6 +85,7 @@ class RunConfig:
     skip_bad: bool = False
     cache_dir: str | None = None
     feature_masks: bool | None = None  # SpecAugment while training; None: the family's default (teachers on, students off)
+    holdout: HoldoutConfig | None = None  # cross-fitting: leave one fold of training speakers out
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -120,7 +122,8 @@ class AugmentedSource:
         self.steps_per_epoch = max(1, size // self.batch_size)
 
     def _examples(self, epoch: int) -> ExampleSet:
-        return make_examples(self.dataset, split="training", mix=self.config.mix, seed=epoch_seed(self.config.seed, epoch))
+        examples = make_examples(self.dataset, split="training", mix=self.config.mix, seed=epoch_seed(self.config.seed, epoch))
+        return without_fold(self.dataset, examples, self.config.holdout)
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         examples = self._examples(epoch)

@@ -36,6 +36,7 @@ def train_command(
     frontend: str = options.FRONTEND,
     seed: int = options.SEED,
     seeds: int = typer.Option(1, "--seeds", help="Runs per architecture with different seeds: out/<arch>, out/<arch>-s1, ... (more ensemble members)."),
+    folds: int = typer.Option(1, "--folds", help="Cross-fitting: K > 1 trains each teacher K times, out/<arch>/fold<k> without the k-th fold of training speakers, so `teachers predict` labels every training clip with a run that never fitted it (K x the training cost)."),
     jobs: int = typer.Option(1, "--jobs", help="Teachers trained at once (joblib processes; threads are split between them)."),
     backend: str = typer.Option("loky", "--backend", help="joblib backend: loky (local processes) or dask (a dask.distributed cluster, see --scheduler)."),
     scheduler: str = typer.Option(None, "--scheduler", help="dask.distributed scheduler address for --backend dask (default: start a LocalCluster)."),
@@ -50,7 +51,7 @@ def train_command(
         archs=arch, data=data, out=out, size=size,
         schedule=options.schedule_config(epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay, label_smoothing=label_smoothing, mixup=mixup),
         mix=options.mix_config(silence_percentage=silence_percentage, unknown_percentage=unknown_percentage),
-        augment=options.augment_config(no_augment=no_augment), frontend=options.frontend_config(frontend), seed=seed, seeds=seeds,
+        augment=options.augment_config(no_augment=no_augment), frontend=options.frontend_config(frontend), seed=seed, seeds=seeds, folds=folds,
         jobs=jobs, backend=backend, scheduler=scheduler, skip_bad=skip_bad, cache_dir=cache_dir, resume=resume,
     )
     for r in results:
@@ -60,7 +61,7 @@ def train_command(
 
 @teachers_app.command("predict")
 def predict_command(
-    teacher: list[Path] = typer.Option(..., "--teacher", help="A teacher run folder, repeatable (all of them form the ensemble)."),
+    teacher: list[Path] = typer.Option(..., "--teacher", help="A teacher run folder, or a fold group from `teachers train --folds K` (out-of-fold labels on training clips); repeatable, all of them form the ensemble."),
     data: Path = options.DATA,
     out: Path = typer.Option(Path("runs/soft_labels"), "--out", help="Soft-label folder to write (re-running resumes)."),
     views: int = typer.Option(4, "--views", help="Views per example: view 0 is the clean clip, views 1.. are seeded augmentations."),
