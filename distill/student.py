@@ -92,8 +92,12 @@ class OnlineSource:
     """Fresh augmentation every epoch, labelled on the fly by the teachers (slower, unlimited views)."""
 
     def __init__(self, dataset: DecodedDataset, config: RunConfig, teacher_runs: list[Path]):
+        from .crossfit import fold_runs
         from .train import load_run, make_predictor
 
+        for run in teacher_runs:
+            if fold_runs(Path(run)) is not None:
+                raise DistillError(f"{run} is a fold group: online teaching cannot tell which fold held a fresh view's speaker out; drop --online to learn from its stored out-of-fold views")
         self.inner = AugmentedSource(dataset, config)
         self.steps_per_epoch = self.inner.steps_per_epoch
         self.temperature = config.distill.temperature

@@ -16,6 +16,7 @@ from distill.data import make_examples, materialize, open_dataset
 from distill.errors import DistillError
 from distill.metrics import softmax
 from distill.predict import load_soft_labels, predict_soft_labels
+from distill.student import fit_student
 from distill.teachers_train import train_teachers
 from distill.train import AugmentedSource, RunConfig, ScheduleConfig, load_run, make_predictor
 
@@ -84,6 +85,9 @@ def test_predict_labels_training_clips_out_of_fold(fold_group, tiny_tree, tmp_pa
     audio = materialize(dataset, val.examples)
     mean = np.mean([softmax(p(audio)) for p in fold_predict], axis=0)
     np.testing.assert_allclose(val.logits[0, 0].astype(np.float32), np.log(mean), atol=2e-2)
+
+    with pytest.raises(DistillError, match="fold group"):
+        fit_student(arch="tcresnet", size="toy", data=tiny_tree, out=tmp_path / "online", soft_labels=out, online=True, progress=False)
 
 def test_too_many_folds_and_broken_groups_are_refused(fold_group, tiny_tree, tmp_path):
     # the tiny tree's three training speakers fall in folds 2, 0, 2 of three
