@@ -124,6 +124,9 @@ def predict_soft_labels(
         raise DistillError("no teacher runs given (pass --teacher RUN_DIR, repeatable)")
     if views < 1:
         raise DistillError("--views must be at least 1 (view 0 is the clean clip)")
+    teacher_runs = [Path(r) for r in teacher_runs]
+    for run in teacher_runs:
+        finished_teacher(run)  # every teacher is checked before any is run
     names = [teacher_name(r) for r in teacher_runs]
     if len(set(names)) != len(names):
         raise DistillError(f"teacher run folders must have distinct names, got {names}")
@@ -176,14 +179,24 @@ def predict_soft_labels(
     return PredictResult(out=out, teachers=tuple(names), counts=counts)
 
 
+def finished_teacher(run: Path) -> list[Path] | None:
+    """Check that ``run`` is a finished teacher run or fold group; returns the group's fold runs (None for a run)."""
+    runs = fold_runs(run)
+    if runs is None and not (run / "config.json").exists():
+        raise DistillError(f"{run}: neither a teacher run (no config.json) nor a fold group (no fold0/ ...); pass a folder `distill teachers train` wrote")
+    # a partial run already has a best checkpoint; labels from it would silently come from a half-trained teacher
+    unfinished = [str(r) for r in (runs or [run]) if not (r / "metrics.json").exists()]
+    if unfinished:
+        raise DistillError(f"teacher run(s) {unfinished} have not finished training (no metrics.json); finish them with `distill teachers train ... --resume`")
+    return runs
+
+
 def _split_predictors(run: Path, *, dataset, data: Path, example_sets: dict[str, ExampleSet]) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
     """``(audio, positions) -> logits`` per split (and UNLABELED) for a run folder or a fold group."""
     from .train import load_run, make_predictor
 
-    runs = fold_runs(run)
+    runs = finished_teacher(run)
     if runs is None:
-        if not (run / "config.json").exists():
-            raise DistillError(f"{run}: neither a teacher run (no config.json) nor a fold group (no fold0/ ...); pass a folder `distill teachers train` wrote")
         plain = make_predictor(load_run(run)[1])
         one = lambda audio, positions: plain(audio)  # noqa: E731
         return {**{split: one for split in example_sets}, UNLABELED: one}

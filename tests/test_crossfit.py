@@ -102,5 +102,8 @@ def test_too_many_folds_and_broken_groups_are_refused(fold_group, tiny_tree, tmp
     shutil.copytree(fold_group / "fold1", broken / "fold0")  # fold 1's run posing as fold 0
     with pytest.raises(DistillError, match="not fold 0 of 2"):
         predict_soft_labels(teacher_runs=[broken], data=tiny_tree, out=tmp_path / "soft2", views=1, splits=("validation",), progress=False)
+    (broken / "fold0" / "metrics.json").unlink()  # as if fold 0 were still training
+    with pytest.raises(DistillError, match="not finished training"):
+        predict_soft_labels(teacher_runs=[broken], data=tiny_tree, out=tmp_path / "soft4", views=1, splits=("validation",), progress=False)
     with pytest.raises(DistillError, match="neither a teacher run"):
         predict_soft_labels(teacher_runs=[tmp_path], data=tiny_tree, out=tmp_path / "soft3", views=1, splits=("validation",), progress=False)
