@@ -79,3 +79,14 @@ def test_seed_replicates_pairs_each_variant_with_its_twin_and_resumes(tiny_tree,
                 "--weight-bits", "32"]
     refused = subprocess.run(mixed_up, capture_output=True, text=True, timeout=600)
     assert refused.returncode != 0 and "epochs: 1 there, 2 asked" in refused.stderr
+
+
+def test_best_vs_last_agree_on_a_one_epoch_run(teacher_runs):
+    # after one epoch the best checkpoint is the last one, so both rows must match
+    result = subprocess.run([sys.executable, str(SCRIPTS / "best_vs_last.py"), *map(str, teacher_runs)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [Path(r["run"]).name for r in rows] == ["resnet", "wavecnn"]
+    for row in rows:
+        assert row["best_epoch"] == 1
+        assert (row["last_validation"], row["last_test"]) == (row["best_validation"], row["best_test"])
