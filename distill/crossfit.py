@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from scipy.special import log_softmax
 
 from .errors import DistillError
+from .metrics import softmax
 
 _FOLD_DIR = re.compile(r"^fold(\d+)$")
 
@@ -101,21 +103,16 @@ def fold_runs(path: Path) -> list[Path] | None:
     return [found[k] for k in expected]
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, np.float64)
-    z = z - z.max(-1, keepdims=True)
-    return (z - np.log(np.exp(z).sum(-1, keepdims=True))).astype(np.float32)
-
-
 @dataclass
 class FoldGroup:
     """K runs of one teacher, each holding one fold of training speakers out."""
 
-    path: Path
-    runs: list[Path]
-    folds: int
     data: str
     predictors: list[Callable[[np.ndarray], np.ndarray]]
+
+    @property
+    def folds(self) -> int:
+        return len(self.predictors)
 
     @classmethod
     def load(cls, path: Path, runs: list[Path]) -> "FoldGroup":
@@ -132,7 +129,7 @@ class FoldGroup:
         shared = [{k: v for k, v in to_dict(c).items() if k != "holdout"} for c in configs]
         if any(s != shared[0] for s in shared[1:]):
             raise DistillError(f"{path}: its folds were trained with different settings; retrain them with one `teachers train --folds K`")
-        return cls(path=Path(path), runs=runs, folds=len(runs), data=configs[0].data, predictors=predictors)
+        return cls(data=configs[0].data, predictors=predictors)
 
     def held_out_predictor(self, folds_of_examples: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         """``(audio, positions) -> log-probabilities`` from the run that held each example's fold out."""
@@ -143,7 +140,7 @@ class FoldGroup:
             for k, run_predict in enumerate(self.predictors):
                 chosen = np.flatnonzero(fold == k)
                 if len(chosen):
-                    out[chosen] = _log_softmax(run_predict(audio[chosen]))
+                    out[chosen] = log_softmax(run_predict(audio[chosen]), axis=-1)
             return out
 
         return predict
@@ -152,7 +149,7 @@ class FoldGroup:
         """``(audio, positions) -> log`` of the K runs' mean probability (clips none of them trained on)."""
 
         def predict(audio: np.ndarray, positions: np.ndarray) -> np.ndarray:
-            probs = np.mean([np.exp(_log_softmax(p(audio))) for p in self.predictors], axis=0)
+            probs = np.mean([softmax(p(audio)) for p in self.predictors], axis=0)
             return np.log(np.maximum(probs, 1e-30)).astype(np.float32)
 
         return predict

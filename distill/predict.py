@@ -125,8 +125,7 @@ def predict_soft_labels(
     if views < 1:
         raise DistillError("--views must be at least 1 (view 0 is the clean clip)")
     teacher_runs = [Path(r) for r in teacher_runs]
-    for run in teacher_runs:
-        finished_teacher(run)  # every teacher is checked before any is run
+    fold_groups = [finished_teacher(run) for run in teacher_runs]  # every teacher is checked before any is run
     names = [teacher_name(r) for r in teacher_runs]
     if len(set(names)) != len(names):
         raise DistillError(f"teacher run folders must have distinct names, got {names}")
@@ -159,8 +158,8 @@ def predict_soft_labels(
         (out / UNLABELED).mkdir(exist_ok=True)
         write_text(out / UNLABELED / "names.txt", "".join(n + "\n" for n in folder.names))
 
-    for run, name in zip(teacher_runs, names):
-        predictors = _split_predictors(Path(run), dataset=dataset, data=Path(data), example_sets=example_sets)
+    for run, runs, name in zip(teacher_runs, fold_groups, names):
+        predictors = _split_predictors(run, runs, dataset=dataset, data=Path(data), example_sets=example_sets)
         for split, examples in example_sets.items():
             _predict_chunks(
                 predict=predictors[split], count=len(examples), load_audio=lambda pos, ex=examples: materialize(dataset, ex, pos), seeds=examples.seeds,
@@ -191,11 +190,10 @@ def finished_teacher(run: Path) -> list[Path] | None:
     return runs
 
 
-def _split_predictors(run: Path, *, dataset, data: Path, example_sets: dict[str, ExampleSet]) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
-    """``(audio, positions) -> logits`` per split (and UNLABELED) for a run folder or a fold group."""
+def _split_predictors(run: Path, runs: list[Path] | None, *, dataset, data: Path, example_sets: dict[str, ExampleSet]) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    """``(audio, positions) -> logits`` per split (and UNLABELED) for a run folder, or a fold group with its ``runs``."""
     from .train import load_run, make_predictor
 
-    runs = finished_teacher(run)
     if runs is None:
         plain = make_predictor(load_run(run)[1])
         one = lambda audio, positions: plain(audio)  # noqa: E731
