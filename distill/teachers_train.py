@@ -38,7 +38,7 @@ def train_teachers(
 
     Extra seeds of a strong family are the cheapest way to grow an ensemble: the members
     differ in initialisation, batch order and augmentation draws. With ``folds`` K > 1 each
-    member becomes a fold group, ``out/<arch>/fold0`` .. ``fold{K-1}``, fold k trained without
+    member becomes a fold group, ``out/<arch>-cf/fold0`` .. ``fold{K-1}``, fold k trained without
     the k-th fold of training speakers (see ``distill.crossfit``), for out-of-fold soft labels.
     """
     if not archs:
@@ -59,7 +59,9 @@ def train_teachers(
     holdouts = [HoldoutConfig(folds=folds, fold=f) for f in range(folds)] if folds > 1 else [None]
     configs, run_dirs = [], []
     for i, (a, k) in enumerate(members):
-        member_dir = Path(out) / (a if k == 0 else f"{a}-s{k}")
+        # "-cf" keeps a fold group apart from a full-data run of the same member in one --out, so both
+        # can teach together (teacher names come from folder names and must differ)
+        member_dir = Path(out) / ((a if k == 0 else f"{a}-s{k}") + ("-cf" if folds > 1 else ""))
         for holdout in holdouts:
             # seed + i for the first seed keeps single-seed runs as they were; a group's folds share the seed
             configs.append(RunConfig(family="teacher", arch=a, data=str(Path(data).resolve()), size=size, frontend=frontend, mix=mix, augment=augment,

@@ -6,7 +6,7 @@ A run folder holds everything needed to reproduce or continue the run::
     checkpoints/last.npz   model weights + optimizer state + step, written atomically
     checkpoints/best.npz   model weights of the best validation epoch
     history.json           per-epoch loss, learning rate and validation accuracy
-    metrics.json           validation and test metrics of the best checkpoint
+    metrics.json           validation and test metrics of the kept checkpoint (schedule.keep: best or last)
     tensorboard/           scalars for TensorBoard
 
 Every epoch's example order, unknown subsample and augmentation are pure
@@ -43,6 +43,7 @@ FAMILIES = {"teacher": TEACHERS, "student": STUDENTS}
 CONFIG_FILE = "config.json"
 LAST = Path("checkpoints") / "last.npz"
 BEST = Path("checkpoints") / "best.npz"
+KEEP_CHOICES = ("best", "last")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,14 @@ class ScheduleConfig:
     label_smoothing: float = 0.1
     checkpoint_every_steps: int = 200
     mixup_alpha: float = 0.0  # mix each batch with a shuffled copy at weight ~ Beta(a, a); 0 = off
+    # the checkpoint a run stands for (metrics, export, teaching): "best" = the epoch that scored best on
+    # validation, "last" = the end of the schedule. Over long schedules the best of many epochs on a few
+    # hundred validation clips is mostly noise picked as signal, and its validation score is flattered
+    keep: str = "best"
+
+    def __post_init__(self) -> None:
+        if self.keep not in KEEP_CHOICES:
+            raise DistillError(f"keep must be one of {KEEP_CHOICES}, got {self.keep!r}")
 
 
 @dataclass(frozen=True)
@@ -396,12 +405,13 @@ def fit(
     finally:
         writer.close()
 
-    load_checkpoint(run_dir / BEST, model)
+    load_checkpoint(run_dir / (BEST if schedule.keep == "best" else LAST), model)
     metrics = {
         "family": config.family,
         "arch": config.arch,
         "size": config.size,
         "params": int(model.count_params()),
+        "checkpoint": schedule.keep,
         "best_epoch": state["best_epoch"],
         "steps": state["step"],
         "validation": evaluate(predict, dataset, validation),
@@ -427,10 +437,14 @@ def _claim_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
     save_config(config, config_path)
 
 
-def load_run(run_dir: Path, *, checkpoint: str = "best"):
-    """(config, model with the chosen checkpoint's weights) of a finished or partial run."""
+def load_run(run_dir: Path, *, checkpoint: str | None = None):
+    """(config, model) of a finished or partial run, with the weights of ``checkpoint``: "best", "last",
+    or None for the one the run keeps (its ``schedule.keep``)."""
     run_dir = Path(run_dir)
     config = load_config(RunConfig, run_dir / CONFIG_FILE)
+    checkpoint = checkpoint or config.schedule.keep
+    if checkpoint not in KEEP_CHOICES:
+        raise DistillError(f"checkpoint must be one of {KEEP_CHOICES}, got {checkpoint!r}")
     path = run_dir / (BEST if checkpoint == "best" else LAST)
     if not path.exists():
         raise DistillError(f"{run_dir}: no {checkpoint} checkpoint yet (has training finished an epoch?)")

@@ -2,11 +2,11 @@
 
 usage: python scripts/best_vs_last.py RUN_DIR [RUN_DIR ...]
 
-A run keeps the epoch that scored best on validation; with 160 epochs and a
+By default a run keeps the epoch that scored best on validation; with 160 epochs and a
 validation split of a few hundred clips that maximum flatters validation. The
 last checkpoint was not chosen by anyone, so its validation accuracy is an
 unbiased estimate; printing both shows how much the choice of epoch adds.
-Each line: run, best_epoch, and validation/test accuracy (%) of both checkpoints.
+Each line: run, best_epoch, the checkpoint the run keeps, and validation/test accuracy (%) of both checkpoints.
 """
 
 from __future__ import annotations
@@ -30,18 +30,17 @@ def main() -> None:
 
     datasets = {}
     for run in args.runs:
-        metrics = read_json(run / "metrics.json")
-        config, model = load_run(run, checkpoint="last")
-        if config.data not in datasets:
-            datasets[config.data] = open_dataset(Path(config.data), progress=False)
-        dataset = datasets[config.data]
-        predict = make_predictor(model)
-        last = {split: evaluate(predict, dataset, evaluation_examples(dataset, config, split))["accuracy"] for split in ("validation", "testing")}
-        print(json.dumps({
-            "run": str(run), "best_epoch": metrics["best_epoch"],
-            "best_validation": round(100 * metrics["validation"]["accuracy"], 2), "best_test": round(100 * metrics["test"]["accuracy"], 2),
-            "last_validation": round(100 * last["validation"], 2), "last_test": round(100 * last["testing"], 2),
-        }), flush=True)
+        metrics = read_json(run / "metrics.json")  # only for best_epoch: the scores are measured here, whichever checkpoint the run keeps
+        scores = {}
+        for checkpoint in ("best", "last"):
+            config, model = load_run(run, checkpoint=checkpoint)
+            if config.data not in datasets:
+                datasets[config.data] = open_dataset(Path(config.data), progress=False)
+            dataset = datasets[config.data]
+            predict = make_predictor(model)
+            for split, key in (("validation", "validation"), ("testing", "test")):
+                scores[f"{checkpoint}_{key}"] = round(100 * evaluate(predict, dataset, evaluation_examples(dataset, config, split))["accuracy"], 2)
+        print(json.dumps({"run": str(run), "best_epoch": metrics["best_epoch"], "keeps": config.schedule.keep, **scores}), flush=True)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ runner = CliRunner()
 def fold_group(tiny_tree, tmp_path_factory):
     out = tmp_path_factory.mktemp("crossfit") / "teachers"
     train_teachers(archs=["resnet"], data=tiny_tree, out=out, size="toy", folds=2, schedule=ScheduleConfig(epochs=1, batch_size=8), progress=False)
-    return out / "resnet"
+    return out / "resnet-cf"
 
 
 def test_folds_follow_speakers_and_silence_follows_seeds(tiny_tree):
@@ -68,7 +68,7 @@ def test_fold_group_layout_and_configs(fold_group):
 def test_predict_labels_training_clips_out_of_fold(fold_group, tiny_tree, tmp_path):
     out = tmp_path / "soft"
     result = predict_soft_labels(teacher_runs=[fold_group], data=tiny_tree, out=out, views=2, splits=("training", "validation"), progress=False)
-    assert result.teachers == ("resnet",)
+    assert result.teachers == ("resnet-cf",)
     dataset = open_dataset(tiny_tree, progress=False)
     fold_predict = [make_predictor(load_run(r)[1]) for r in fold_runs(fold_group)]
 

@@ -53,6 +53,8 @@ def test_bench_refuses_a_finished_student_of_another_preset(tmp_path):
         bench.check_reusable(run, arch="tcresnet", size="14-w2", epochs=160, feature_masks=True, soft_labels=Path("/x/soft_labels"))
     with pytest.raises(DistillError, match="teachers: True there, False asked"):
         bench.check_reusable(run, arch="tcresnet", size="14-w1.5", epochs=80, feature_masks=False, soft_labels=None)
+    with pytest.raises(DistillError, match="keep: best there, last asked"):
+        bench.check_reusable(run, arch="tcresnet", size="14-w1.5", epochs=80, feature_masks=False, soft_labels=Path("/x/soft_labels"), keep="last")
     (run / "config.json").write_text(json.dumps({"kind": "ExportConfig", "config": {}}))
     with pytest.raises(DistillError, match="holds a ExportConfig config, expected RunConfig"):
         bench.check_reusable(run, arch="tcresnet", size="14-w1.5", epochs=80, feature_masks=False, soft_labels=Path("/x/soft_labels"))
@@ -90,3 +92,15 @@ def test_best_vs_last_agree_on_a_one_epoch_run(teacher_runs):
     for row in rows:
         assert row["best_epoch"] == 1
         assert (row["last_validation"], row["last_test"]) == (row["best_validation"], row["best_test"])
+
+
+def test_bench_counts_a_fold_group_done_only_when_every_fold_is(tmp_path):
+    bench = _bench_real()
+    group = tmp_path / "resnet-cf"
+    for k in (0, 1):
+        (group / f"fold{k}").mkdir(parents=True)
+    (group / "fold0" / "metrics.json").write_text("{}")
+    assert not bench.done(group)
+    (group / "fold1" / "metrics.json").write_text("{}")
+    assert bench.done(group)
+    assert not bench.done(tmp_path / "resnet")  # not trained at all

@@ -108,3 +108,18 @@ def test_mixup_trains_differently_and_resumes_exactly(tiny_tree, tmp_path):
         np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
     assert plain.metrics["steps"] == straight.metrics["steps"]
     assert any(not np.allclose(wp, wa) for wp, wa in zip(p.get_weights(), a.get_weights()))
+
+
+def test_keep_last_stands_for_the_end_of_the_schedule(tiny_tree, tmp_path):
+    with pytest.raises(DistillError, match="keep must be one of"):
+        ScheduleConfig(keep="average")
+    run = tmp_path / "last"
+    result = fit(config=_config(tiny_tree, epochs=2, keep="last"), run_dir=run, progress=False)
+    assert result.metrics["checkpoint"] == "last"
+    (run / BEST).unlink()  # a run that keeps "last" must not reach for the best-epoch weights
+    config, model = load_run(run)
+    _, last = load_run(run, checkpoint="last")
+    for ours, theirs in zip(model.get_weights(), last.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+    with pytest.raises(DistillError, match="no best checkpoint"):
+        load_run(run, checkpoint="best")

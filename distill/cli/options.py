@@ -20,6 +20,7 @@ WARMUP = typer.Option(1.0, "--warmup-epochs", help="Epochs of linear learning-ra
 WEIGHT_DECAY = typer.Option(1e-4, "--weight-decay", help="AdamW decoupled weight decay.")
 SMOOTHING = typer.Option(0.1, "--label-smoothing", help="Label smoothing of the hard-label loss.")
 MIXUP = typer.Option(0.0, "--mixup", help="Mixup: blend each batch with a shuffled copy of itself (audio and targets) at a weight drawn from Beta(a, a); 0 = off, 0.2-0.4 is usual.")
+KEEP = typer.Option("best", "--keep", help="Checkpoint the run stands for (metrics, export, teaching): best = the best validation epoch, last = the end of the schedule (no selection noise; measured on real audio in the README).")
 SILENCE = typer.Option(10.0, "--silence-percentage", help="Silence examples as a percentage of the target-word count (tutorial: 10).")
 UNKNOWN = typer.Option(10.0, "--unknown-percentage", help="Unknown-word examples as a percentage of the target-word count (tutorial: 10).")
 NO_AUGMENT = typer.Option(False, "--no-augment", help="Train on clean clips only (ablation).")
@@ -29,14 +30,14 @@ RESUME = typer.Option(False, "--resume", help="Continue an interrupted run in OU
 QUIET = typer.Option(False, "--quiet", help="No progress bars.")
 
 
-def schedule_config(*, epochs: int, batch_size: int, lr: float, warmup_epochs: float, weight_decay: float, label_smoothing: float, mixup: float = 0.0):
+def schedule_config(*, epochs: int, batch_size: int, lr: float, warmup_epochs: float, weight_decay: float, label_smoothing: float, mixup: float = 0.0, keep: str = "best"):
     from ..errors import DistillError
     from ..train import ScheduleConfig
 
     if mixup < 0:
         raise DistillError(f"--mixup must be >= 0 (0 turns it off), got {mixup}")
     return ScheduleConfig(epochs=epochs, batch_size=batch_size, learning_rate=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay,
-                          label_smoothing=label_smoothing, mixup_alpha=mixup)
+                          label_smoothing=label_smoothing, mixup_alpha=mixup, keep=keep)
 
 
 def mix_config(*, silence_percentage: float, unknown_percentage: float):

@@ -36,6 +36,7 @@ def fit_command(
     weight_decay: float = options.WEIGHT_DECAY,
     label_smoothing: float = typer.Option(0.0, "--label-smoothing", help="Label smoothing of the hard-label term (the soft term already smooths)."),
     mixup: float = options.MIXUP,
+    keep: str = options.KEEP,
     feature_masks: bool = typer.Option(False, "--feature-masks", help="SpecAugment time/frequency masks on the student's features while it trains (teachers' labels stay those of the unmasked clip); no change to the exported graph."),
     silence_percentage: float = options.SILENCE,
     unknown_percentage: float = options.UNKNOWN,
@@ -56,7 +57,7 @@ def fit_command(
     result = fit_student(
         arch=arch, data=data, out=out, soft_labels=soft_labels, size=size, alpha=alpha, temperature=temperature, max_views=max_views,
         online=online, pseudo=pseudo, max_mb=max_mb, max_ms=max_ms, weight_bits=weight_bits, feature_masks=feature_masks,
-        schedule=options.schedule_config(epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay, label_smoothing=label_smoothing, mixup=mixup),
+        schedule=options.schedule_config(epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay, label_smoothing=label_smoothing, mixup=mixup, keep=keep),
         mix=options.mix_config(silence_percentage=silence_percentage, unknown_percentage=unknown_percentage),
         augment=options.augment_config(no_augment=no_augment), frontend=options.frontend_config(frontend),
         seed=seed, skip_bad=skip_bad, cache_dir=cache_dir, resume=resume, progress=not quiet,
