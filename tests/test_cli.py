@@ -70,6 +70,9 @@ def test_student_calibrate_export_submit_through_the_cli(tiny_tree, tiny_soft_la
     negative = runner.invoke(app, ["student", "fit", "--arch", "dscnn", "--data", str(tiny_tree), "--out", str(tmp_path / "y"),
                                    "--no-teachers", "--mixup", "-1"])
     assert negative.exit_code != 0 and "--mixup" in str(negative.exception)
+    keep = runner.invoke(app, ["teachers", "train", "--arch", "resnet", "--data", str(tiny_tree), "--out", str(tmp_path / "z"), "--keep", "average"])
+    assert keep.exit_code != 0 and "--keep must be best or last" in str(keep.exception)
+    assert not (tmp_path / "z").exists()
 
 
 def test_user_errors_exit_2_with_a_message_not_a_traceback(tmp_path):

@@ -36,6 +36,8 @@ def schedule_config(*, epochs: int, batch_size: int, lr: float, warmup_epochs: f
 
     if mixup < 0:
         raise DistillError(f"--mixup must be >= 0 (0 turns it off), got {mixup}")
+    if keep not in ("best", "last"):
+        raise DistillError(f"--keep must be best or last, got {keep!r}")
     return ScheduleConfig(epochs=epochs, batch_size=batch_size, learning_rate=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay,
                           label_smoothing=label_smoothing, mixup_alpha=mixup, keep=keep)
 
