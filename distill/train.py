@@ -43,7 +43,8 @@ FAMILIES = {"teacher": TEACHERS, "student": STUDENTS}
 CONFIG_FILE = "config.json"
 LAST = Path("checkpoints") / "last.npz"
 BEST = Path("checkpoints") / "best.npz"
-KEEP_CHOICES = ("best", "last")
+CHECKPOINTS = {"best": BEST, "last": LAST}  # what ScheduleConfig.keep (and load_run's checkpoint) may name
+KEEP_CHOICES = tuple(CHECKPOINTS)
 
 
 @dataclass(frozen=True)
@@ -405,7 +406,7 @@ def fit(
     finally:
         writer.close()
 
-    load_checkpoint(run_dir / (BEST if schedule.keep == "best" else LAST), model)
+    load_checkpoint(run_dir / CHECKPOINTS[schedule.keep], model)
     metrics = {
         "family": config.family,
         "arch": config.arch,
@@ -445,7 +446,7 @@ def load_run(run_dir: Path, *, checkpoint: str | None = None):
     checkpoint = checkpoint or config.schedule.keep
     if checkpoint not in KEEP_CHOICES:
         raise DistillError(f"checkpoint must be one of {KEEP_CHOICES}, got {checkpoint!r}")
-    path = run_dir / (BEST if checkpoint == "best" else LAST)
+    path = run_dir / CHECKPOINTS[checkpoint]
     if not path.exists():
         raise DistillError(f"{run_dir}: no {checkpoint} checkpoint yet (has training finished an epoch?)")
     model = build_model(config)

@@ -262,9 +262,8 @@ def tf14_evaluate(out: Path, data: Path, exports: dict) -> None:
 
 
 def write_report(out: Path, preset: Preset, teacher_dirs, students, timings, args) -> None:
-    from distill.io import read_json, write_json, write_text
-
     from distill.crossfit import fold_runs
+    from distill.io import read_json, write_json, write_text
 
     rows = []
     for d in teacher_dirs:

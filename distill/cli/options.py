@@ -32,12 +32,12 @@ QUIET = typer.Option(False, "--quiet", help="No progress bars.")
 
 def schedule_config(*, epochs: int, batch_size: int, lr: float, warmup_epochs: float, weight_decay: float, label_smoothing: float, mixup: float = 0.0, keep: str = "best"):
     from ..errors import DistillError
-    from ..train import ScheduleConfig
+    from ..train import KEEP_CHOICES, ScheduleConfig
 
     if mixup < 0:
         raise DistillError(f"--mixup must be >= 0 (0 turns it off), got {mixup}")
-    if keep not in ("best", "last"):
-        raise DistillError(f"--keep must be best or last, got {keep!r}")
+    if keep not in KEEP_CHOICES:
+        raise DistillError(f"--keep must be {' or '.join(KEEP_CHOICES)}, got {keep!r}")
     return ScheduleConfig(epochs=epochs, batch_size=batch_size, learning_rate=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay,
                           label_smoothing=label_smoothing, mixup_alpha=mixup, keep=keep)
 
