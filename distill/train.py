@@ -454,6 +454,19 @@ def load_run(run_dir: Path, *, checkpoint: str | None = None):
     return config, model
 
 
+def score_run(run_dir: Path, *, checkpoint: str | None = None, splits: tuple[str, ...] = ("validation", "testing"),
+              datasets: dict[str, DecodedDataset] | None = None) -> dict[str, float]:
+    """Accuracy of one checkpoint of a run on each split, measured now rather than read from metrics.json,
+    which holds only the checkpoint the run keeps. ``datasets`` caches decoded trees across calls."""
+    config, model = load_run(run_dir, checkpoint=checkpoint)
+    datasets = {} if datasets is None else datasets
+    if config.data not in datasets:
+        datasets[config.data] = open_dataset(Path(config.data), progress=False, skip_bad=config.skip_bad, cache_dir=Path(config.cache_dir) if config.cache_dir else None)
+    dataset = datasets[config.data]
+    predict = make_predictor(model)
+    return {split: evaluate(predict, dataset, evaluation_examples(dataset, config, split))["accuracy"] for split in splits}
+
+
 # ---------------------------------------------------------------- several runs in parallel
 
 

@@ -24,23 +24,19 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="finished run folders (with metrics.json and checkpoints/last.npz)")
     args = parser.parse_args()
 
-    from distill.data import open_dataset
     from distill.io import read_json
-    from distill.train import evaluate, evaluation_examples, load_run, make_predictor
+    from distill.train import score_run
 
-    datasets = {}
+    datasets: dict = {}
     for run in args.runs:
-        metrics = read_json(run / "metrics.json")  # only for best_epoch: the scores are measured here, whichever checkpoint the run keeps
+        metrics = read_json(run / "metrics.json")  # only for best_epoch and what the run keeps: the scores are measured here
         scores = {}
         for checkpoint in ("best", "last"):
-            config, model = load_run(run, checkpoint=checkpoint)
-            if config.data not in datasets:
-                datasets[config.data] = open_dataset(Path(config.data), progress=False)
-            dataset = datasets[config.data]
-            predict = make_predictor(model)
-            for split, key in (("validation", "validation"), ("testing", "test")):
-                scores[f"{checkpoint}_{key}"] = round(100 * evaluate(predict, dataset, evaluation_examples(dataset, config, split))["accuracy"], 2)
-        print(json.dumps({"run": str(run), "best_epoch": metrics["best_epoch"], "keeps": config.schedule.keep, **scores}), flush=True)
+            measured = score_run(run, checkpoint=checkpoint, datasets=datasets)
+            scores[f"{checkpoint}_validation"] = round(100 * measured["validation"], 2)
+            scores[f"{checkpoint}_test"] = round(100 * measured["testing"], 2)
+        keeps = metrics.get("checkpoint", "best")
+        print(json.dumps({"run": str(run), "best_epoch": metrics["best_epoch"], "keeps": keeps, **scores}), flush=True)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 """Distilled students against their no-teacher twin over several seeds, as JSON lines plus a summary.
 
 usage: python scripts/seed_replicates.py --data DIR --out DIR --variant NAME=SOFT_LABELS_DIR [...]
-           [--seeds 0 1 2] [--jobs 2] [--arch tcresnet --size 14-w2 --epochs 160 --feature-masks --weight-bits 8]
+           [--seeds 0 1 2] [--jobs 2] [--arch tcresnet --size 14-w2 --epochs 160 --feature-masks --weight-bits 8 --keep last]
 
 One run of seed 0 is one draw: on a 10k-clip subset two seeds of the same student differ by
 about half a point, as much as the effect being measured. This driver fits every variant
@@ -53,6 +53,7 @@ def fit_command(args: argparse.Namespace, run: Path, soft_labels: Path | None, s
     command += ["--soft-labels", str(soft_labels)] if soft_labels else ["--no-teachers"]
     if args.feature_masks:
         command.append("--feature-masks")
+    command += ["--keep", args.keep]
     if (run / "config.json").exists():
         command.append("--resume")
     return command
@@ -69,8 +70,15 @@ def fit_or_read(args: argparse.Namespace, variant: str | None, soft_labels: Path
         if done.returncode != 0:
             raise SystemExit(f"{run}: distill student fit failed (exit {done.returncode}); see {log}")
     metrics = json.loads((run / "metrics.json").read_text())
+    if metrics.get("checkpoint", "best") == args.keep:
+        validation, test = metrics["validation"]["accuracy"], metrics["test"]["accuracy"]
+    else:  # an adopted run that keeps the other checkpoint: both are on disk, so score the one asked for
+        from distill.train import score_run
+
+        measured = score_run(run, checkpoint=args.keep)
+        validation, test = measured["validation"], measured["testing"]
     return {"run": run.name, "variant": variant or "twin", "seed": seed, "best_epoch": metrics["best_epoch"],
-            "validation": metrics["validation"]["accuracy"], "test": metrics["test"]["accuracy"]}
+            "checkpoint": args.keep, "validation": validation, "test": test}
 
 
 def summarize(rows: list[dict], variants: list[str]) -> dict:
@@ -104,6 +112,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=160)
     parser.add_argument("--feature-masks", action="store_true", help="SpecAugment masks while training (the cpu-long preset's setting)")
     parser.add_argument("--weight-bits", type=int, default=8)
+    parser.add_argument("--keep", choices=["best", "last"], default="last",
+                        help="checkpoint each run is scored by (the cpu-hybrid preset keeps the last; runs keeping the other are re-scored)")
     args = parser.parse_args()
     variants: dict[str, Path] = {}
     for spec in args.variant:

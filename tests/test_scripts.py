@@ -77,6 +77,13 @@ def test_seed_replicates_pairs_each_variant_with_its_twin_and_resumes(tiny_tree,
     assert json.loads((out / "summary.json").read_text()) == summary
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and json.loads(again.stdout.splitlines()[-1]) == summary  # read back, not refitted
+    assert {r["checkpoint"] for r in rows} == {"last"}
+    # runs that keep "last", asked for "best": re-scored from the stored best checkpoint, not refitted
+    # (one epoch, so both checkpoints hold the same weights and the scores must agree)
+    best = subprocess.run([*command, "--keep", "best"], capture_output=True, text=True, timeout=600)
+    assert best.returncode == 0, best.stderr[-2000:]
+    rescored = {r["run"]: r for r in map(json.loads, best.stdout.splitlines()[:-1])}
+    assert all(rescored[name]["checkpoint"] == "best" and rescored[name]["test"] == pytest.approx(by_run[name]["test"]) for name in by_run)
     mixed_up = [*command[:command.index("--seeds")], "--seeds", "0", "1", "--jobs", "1", "--arch", "dscnn", "--size", "toy", "--epochs", "2",
                 "--weight-bits", "32"]
     refused = subprocess.run(mixed_up, capture_output=True, text=True, timeout=600)

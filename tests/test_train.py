@@ -11,7 +11,7 @@ from distill.augment import AugmentConfig
 from distill.data import MixConfig
 from distill.distillation import distillation_loss, distillation_loss_numpy
 from distill.errors import DistillError
-from distill.train import BEST, LAST, RunConfig, ScheduleConfig, fit, learning_rate_at, load_run, mixup_pairs
+from distill.train import BEST, LAST, RunConfig, ScheduleConfig, fit, learning_rate_at, load_run, mixup_pairs, score_run
 
 
 def _config(tree, **schedule) -> RunConfig:
@@ -123,3 +123,7 @@ def test_keep_last_stands_for_the_end_of_the_schedule(tiny_tree, tmp_path):
         np.testing.assert_array_equal(ours, theirs)
     with pytest.raises(DistillError, match="no best checkpoint"):
         load_run(run, checkpoint="best")
+    # re-scoring the kept checkpoint reproduces what training wrote into metrics.json
+    measured = score_run(run)
+    assert measured["validation"] == pytest.approx(result.metrics["validation"]["accuracy"])
+    assert measured["testing"] == pytest.approx(result.metrics["test"]["accuracy"])
