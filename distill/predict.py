@@ -24,6 +24,9 @@ interrupted prediction over a large folder resumes where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import shutil
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +100,39 @@ def _predict_chunks(*, predict: Callable[[np.ndarray, np.ndarray], np.ndarray], 
     parts_dir.rmdir()
 
 
+def _link_or_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)  # atomic, and soft labels of a large ensemble run to gigabytes: share, do not duplicate
+    except OSError:  # another file system, or one without hard links
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
+
+
+def adopt_soft_labels(*, reuse: Path, out: Path, config: PredictConfig) -> tuple[str, ...]:
+    """Bring the finished logits of teachers that ``config`` shares with the folder ``reuse`` into ``out``.
+
+    Adding a member to an ensemble should cost one teacher's prediction, not all of them. A teacher's
+    logits are adopted only when ``reuse`` was made from the same run folder with every other option
+    equal (data, views, splits, mix, augmentation, seed), so they are the numbers a fresh run would write.
+    """
+    reuse = Path(reuse)
+    if not (reuse / "config.json").exists():
+        raise DistillError(f"--reuse {reuse}: no soft labels there (no config.json); give a folder written by `distill teachers predict`")
+    saved = load_config(PredictConfig, reuse / "config.json")
+    differing = [f.name for f in dataclasses.fields(PredictConfig)
+                 if f.name not in ("teachers", "splits", "unlabeled") and getattr(saved, f.name) != getattr(config, f.name)]
+    if differing:
+        raise DistillError(f"--reuse {reuse}: made with other {', '.join(differing)}; its soft labels cannot stand in for this run's")
+    shared = [t for t in config.teachers if t in saved.teachers]
+    parts = [s for s in config.splits if s in saved.splits] + ([UNLABELED] if config.unlabeled and config.unlabeled == saved.unlabeled else [])
+    for part in parts:
+        for name in ["examples.npz" if part != UNLABELED else "names.txt"] + [f"logits_{teacher_name(Path(t))}.npy" for t in shared]:
+            if (reuse / part / name).exists() and not (out / part / name).exists():
+                _link_or_copy(reuse / part / name, out / part / name)
+    return tuple(teacher_name(Path(t)) for t in shared)
+
+
 def name_seeds(names: list[str], seed: int) -> np.ndarray:
     """Per-clip seeds for unlabeled clips, stable under reordering or adding clips."""
     return np.array([(zlib.crc32(n.encode()) << 16) ^ seed for n in names], dtype=np.int64)
@@ -116,8 +152,12 @@ def predict_soft_labels(
     chunk: int = 2048,
     cache_dir: Path | None = None,
     progress: bool = True,
+    reuse: Path | None = None,
 ) -> PredictResult:
-    """Write per-teacher logits for every split (and an unlabeled folder); re-running resumes."""
+    """Write per-teacher logits for every split (and an unlabeled folder); re-running resumes.
+
+    ``reuse``: another soft-label folder made with the same options; the teachers it shares with this
+    one are linked in rather than predicted again (see ``adopt_soft_labels``)."""
     from .train import EVALUATION_SEED
 
     if not teacher_runs:
@@ -134,11 +174,12 @@ def predict_soft_labels(
         unlabeled=str(Path(unlabeled).resolve()) if unlabeled else None, mix=mix, augment=augment, seed=seed, chunk=chunk,
     )
     out = Path(out)
-    if (out / "config.json").exists():
-        saved = load_config(PredictConfig, out / "config.json")
-        if saved != config:
-            raise DistillError(f"{out} holds soft labels made with other options; use a new --out or the same options to resume")
-    else:
+    fresh = not (out / "config.json").exists()
+    if not fresh and load_config(PredictConfig, out / "config.json") != config:
+        raise DistillError(f"{out} holds soft labels made with other options; use a new --out or the same options to resume")
+    if reuse is not None:
+        adopt_soft_labels(reuse=reuse, out=out, config=config)  # checks ``reuse`` before anything is written
+    if fresh:
         out.mkdir(parents=True, exist_ok=True)
         save_config(config, out / "config.json")
 

@@ -95,3 +95,27 @@ def test_unlabeled_folder_and_report(teacher_runs, tiny_tree, tmp_path):
     models = {r["model"] for r in saved["rows"]}
     assert models == {"resnet", "wavecnn", "ensemble"} and all(f.exists() for f in report.files)
     assert "ensemble" in report.to_table()
+
+
+def test_reuse_adds_a_member_for_the_cost_of_one(teacher_runs, tiny_tree, tiny_unlabeled, tmp_path):
+    options = dict(data=tiny_tree, views=2, splits=("training", "validation"), unlabeled=tiny_unlabeled, chunk=16, progress=False)
+    one = tmp_path / "one"
+    predict_soft_labels(teacher_runs=teacher_runs[:1], out=one, **options)
+    both = tmp_path / "both"
+    result = predict_soft_labels(teacher_runs=teacher_runs, out=both, reuse=one, **options)
+    assert result.teachers == ("resnet", "wavecnn")
+    for part in ("training", "validation", "unlabeled"):
+        # resnet's logits are the same file, linked in; only wavecnn's were predicted
+        assert (both / part / "logits_resnet.npy").stat().st_ino == (one / part / "logits_resnet.npy").stat().st_ino
+        assert not (one / part / "logits_wavecnn.npy").exists()
+    fresh = tmp_path / "fresh"
+    predict_soft_labels(teacher_runs=teacher_runs, out=fresh, **options)
+    for part in ("training", "validation"):
+        reused, made = load_soft_labels(both, part), load_soft_labels(fresh, part)
+        np.testing.assert_array_equal(reused.logits, made.logits)
+        np.testing.assert_array_equal(reused.examples.seeds, made.examples.seeds)
+    with pytest.raises(DistillError, match="made with other views"):
+        predict_soft_labels(teacher_runs=teacher_runs, out=tmp_path / "other", reuse=one, **{**options, "views": 3})
+    assert not (tmp_path / "other").exists()  # refused before anything was written
+    with pytest.raises(DistillError, match="no soft labels there"):
+        predict_soft_labels(teacher_runs=teacher_runs, out=tmp_path / "missing", reuse=tmp_path / "nowhere", **options)
