@@ -109,7 +109,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
             shutil.copyfile(source, tmp)
 
 
-def adopt_soft_labels(*, reuse: Path, out: Path, config: PredictConfig) -> tuple[str, ...]:
+def adopt_soft_labels(*, reuse: Path, out: Path, config: PredictConfig) -> None:
     """Bring the finished logits of teachers that ``config`` shares with the folder ``reuse`` into ``out``.
 
     Adding a member to an ensemble should cost one teacher's prediction, not all of them. A teacher's
@@ -130,7 +130,6 @@ def adopt_soft_labels(*, reuse: Path, out: Path, config: PredictConfig) -> tuple
         for name in ["examples.npz" if part != UNLABELED else "names.txt"] + [f"logits_{teacher_name(Path(t))}.npy" for t in shared]:
             if (reuse / part / name).exists() and not (out / part / name).exists():
                 _link_or_copy(reuse / part / name, out / part / name)
-    return tuple(teacher_name(Path(t)) for t in shared)
 
 
 def name_seeds(names: list[str], seed: int) -> np.ndarray:

@@ -287,6 +287,11 @@ def make_predictor(model, batch_size: int = 256) -> Callable[[np.ndarray], np.nd
 EVALUATION_SEED = 0  # every model is scored on the same unknown subsample and silence clips
 
 
+def open_run_dataset(config: RunConfig, *, progress: bool) -> DecodedDataset:
+    """The decoded tree a run trained on, opened with the run's own cache and bad-file settings."""
+    return open_dataset(Path(config.data), cache_dir=Path(config.cache_dir) if config.cache_dir else None, skip_bad=config.skip_bad, progress=progress)
+
+
 def evaluation_examples(dataset: DecodedDataset, config: RunConfig, split: str) -> ExampleSet:
     """The tutorial's composition (every target clip, unknown and silence at the mix shares), clean and fixed."""
     return make_examples(dataset, split=split, mix=config.mix, seed=EVALUATION_SEED)
@@ -329,7 +334,7 @@ def fit(
     run_dir = Path(run_dir)
     _claim_run_dir(run_dir, config, resume)
     keras.utils.set_random_seed(config.seed)
-    dataset = dataset or open_dataset(Path(config.data), cache_dir=Path(config.cache_dir) if config.cache_dir else None, skip_bad=config.skip_bad, progress=progress)
+    dataset = dataset or open_run_dataset(config, progress=progress)
     source = source or AugmentedSource(dataset, config)
     schedule = config.schedule
     alpha = 1.0 if config.distill is None else config.distill.alpha
@@ -461,7 +466,7 @@ def score_run(run_dir: Path, *, checkpoint: str | None = None, splits: tuple[str
     config, model = load_run(run_dir, checkpoint=checkpoint)
     datasets = {} if datasets is None else datasets
     if config.data not in datasets:
-        datasets[config.data] = open_dataset(Path(config.data), progress=False, skip_bad=config.skip_bad, cache_dir=Path(config.cache_dir) if config.cache_dir else None)
+        datasets[config.data] = open_run_dataset(config, progress=False)
     dataset = datasets[config.data]
     predict = make_predictor(model)
     return {split: evaluate(predict, dataset, evaluation_examples(dataset, config, split))["accuracy"] for split in splits}
