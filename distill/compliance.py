@@ -61,11 +61,10 @@ def _check_clips(run: Path | None, count: int) -> np.ndarray:
     """Real validation clips of the run's data (plus one silent clip); random noise without a run."""
     rng = np.random.default_rng(0)
     if run is not None:
-        from .data import open_dataset
-        from .train import load_run
+        from .train import load_run, open_run_dataset
 
         config, _ = load_run(run)
-        dataset = open_dataset(Path(config.data), cache_dir=Path(config.cache_dir) if config.cache_dir else None, progress=False)
+        dataset = open_run_dataset(config, progress=False)
         rows = dataset.index.positions("validation")
         if len(rows) == 0:
             rows = np.arange(len(dataset))

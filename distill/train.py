@@ -459,6 +459,12 @@ def load_run(run_dir: Path, *, checkpoint: str | None = None):
     return config, model
 
 
+def kept_checkpoint(run_dir: Path) -> str:
+    """The checkpoint a run stands for ("best" or "last"), read from its config: runs saved before
+    ``schedule.keep`` existed load with its default, which is what they kept."""
+    return load_config(RunConfig, Path(run_dir) / CONFIG_FILE).schedule.keep
+
+
 def score_run(run_dir: Path, *, checkpoint: str | None = None, splits: tuple[str, ...] = ("validation", "testing"),
               datasets: dict[str, DecodedDataset] | None = None) -> dict[str, float]:
     """Accuracy of one checkpoint of a run on each split, measured now rather than read from metrics.json,

@@ -25,17 +25,17 @@ def main() -> None:
     args = parser.parse_args()
 
     from distill.io import read_json
-    from distill.train import score_run
+    from distill.train import CHECKPOINTS, kept_checkpoint, score_run
 
     datasets: dict = {}
     for run in args.runs:
         metrics = read_json(run / "metrics.json")  # only for best_epoch and what the run keeps: the scores are measured here
         scores = {}
-        for checkpoint in ("best", "last"):
+        for checkpoint in CHECKPOINTS:
             measured = score_run(run, checkpoint=checkpoint, datasets=datasets)
             scores[f"{checkpoint}_validation"] = round(100 * measured["validation"], 2)
             scores[f"{checkpoint}_test"] = round(100 * measured["testing"], 2)
-        keeps = metrics.get("checkpoint", "best")
+        keeps = kept_checkpoint(run)
         print(json.dumps({"run": str(run), "best_epoch": metrics["best_epoch"], "keeps": keeps, **scores}), flush=True)
 
 

@@ -69,12 +69,12 @@ def fit_or_read(args: argparse.Namespace, variant: str | None, soft_labels: Path
             done = subprocess.run(fit_command(args, run, soft_labels, seed), stdout=sink, stderr=subprocess.STDOUT)
         if done.returncode != 0:
             raise SystemExit(f"{run}: distill student fit failed (exit {done.returncode}); see {log}")
+    from distill.train import kept_checkpoint, score_run
+
     metrics = json.loads((run / "metrics.json").read_text())
-    if metrics.get("checkpoint", "best") == args.keep:
+    if kept_checkpoint(run) == args.keep:
         validation, test = metrics["validation"]["accuracy"], metrics["test"]["accuracy"]
     else:  # an adopted run that keeps the other checkpoint: both are on disk, so score the one asked for
-        from distill.train import score_run
-
         measured = score_run(run, checkpoint=args.keep)
         validation, test = measured["validation"], measured["testing"]
     return {"run": run.name, "variant": variant or "twin", "seed": seed, "best_epoch": metrics["best_epoch"],
@@ -100,6 +100,8 @@ def summarize(rows: list[dict], variants: list[str]) -> dict:
 
 
 def main() -> None:
+    from distill.train import KEEP_CHOICES
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
@@ -112,7 +114,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=160)
     parser.add_argument("--feature-masks", action="store_true", help="SpecAugment masks while training (the cpu-long preset's setting)")
     parser.add_argument("--weight-bits", type=int, default=8)
-    parser.add_argument("--keep", choices=["best", "last"], default="last",
+    parser.add_argument("--keep", choices=KEEP_CHOICES, default="last",
                         help="checkpoint each run is scored by (the cpu-hybrid preset keeps the last; runs keeping the other are re-scored)")
     args = parser.parse_args()
     variants: dict[str, Path] = {}

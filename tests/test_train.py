@@ -11,7 +11,7 @@ from distill.augment import AugmentConfig
 from distill.data import MixConfig
 from distill.distillation import distillation_loss, distillation_loss_numpy
 from distill.errors import DistillError
-from distill.train import BEST, LAST, RunConfig, ScheduleConfig, fit, learning_rate_at, load_run, mixup_pairs, score_run
+from distill.train import BEST, LAST, RunConfig, ScheduleConfig, fit, kept_checkpoint, learning_rate_at, load_run, mixup_pairs, score_run
 
 
 def _config(tree, **schedule) -> RunConfig:
@@ -115,7 +115,7 @@ def test_keep_last_stands_for_the_end_of_the_schedule(tiny_tree, tmp_path):
         ScheduleConfig(keep="average")
     run = tmp_path / "last"
     result = fit(config=_config(tiny_tree, epochs=2, keep="last"), run_dir=run, progress=False)
-    assert result.metrics["checkpoint"] == "last"
+    assert result.metrics["checkpoint"] == kept_checkpoint(run) == "last"
     (run / BEST).unlink()  # a run that keeps "last" must not reach for the best-epoch weights
     config, model = load_run(run)
     _, last = load_run(run, checkpoint="last")
