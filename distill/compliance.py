@@ -61,10 +61,11 @@ def _check_clips(run: Path | None, count: int) -> np.ndarray:
     """Real validation clips of the run's data (plus one silent clip); random noise without a run."""
     rng = np.random.default_rng(0)
     if run is not None:
-        from .train import load_run, open_run_dataset
+        from .config import load_config
+        from .train import CONFIG_FILE, RunConfig, open_run_dataset
 
-        config, _ = load_run(run)
-        dataset = open_run_dataset(config, progress=False)
+        # the run's own data settings: a tree it trained on by skipping bad files must open the same way
+        dataset = open_run_dataset(load_config(RunConfig, run / CONFIG_FILE), progress=False)
         rows = dataset.index.positions("validation")
         if len(rows) == 0:
             rows = np.arange(len(dataset))
