@@ -95,6 +95,19 @@ def test_unlabeled_folder_and_report(teacher_runs, tiny_tree, tmp_path):
     models = {r["model"] for r in saved["rows"]}
     assert models == {"resnet", "wavecnn", "ensemble"} and all(f.exists() for f in report.files)
     assert "ensemble" in report.to_table()
+    # one member's ensemble is that member; the training split is scored too, and the confidence is a probability
+    alone = teacher_report(soft_labels=out, out=tmp_path / "alone", splits=("training", "validation"), members=("wavecnn",))
+    by_model = {(r["model"], r["split"]): r for r in alone.rows}
+    assert {m for m, _ in by_model} == {"wavecnn", "ensemble"}
+    for split in ("training", "validation"):
+        assert by_model["ensemble", split]["accuracy"] == by_model["wavecnn", split]["accuracy"]
+        assert by_model["ensemble", split]["mean_top_probability"] == pytest.approx(by_model["wavecnn", split]["mean_top_probability"], abs=1e-6)
+        assert 1 / 12 <= by_model["wavecnn", split]["mean_top_probability"] <= 1
+    assert json.loads((tmp_path / "alone" / "report.json").read_text())["members"] == ["wavecnn"]
+    with pytest.raises(DistillError, match="no teacher named crnn; its teachers are resnet, wavecnn"):
+        teacher_report(soft_labels=out, out=tmp_path / "alone", members=("crnn",))
+    with pytest.raises(DistillError, match="'unlabeled' split has no labels"):
+        teacher_report(soft_labels=out, out=tmp_path / "alone", splits=("unlabeled",))
 
 
 def test_reuse_adds_a_member_for_the_cost_of_one(teacher_runs, tiny_tree, tiny_unlabeled, tmp_path):

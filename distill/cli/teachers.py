@@ -92,10 +92,12 @@ def report_command(
     soft_labels: Path = typer.Argument(..., help="A folder written by `distill teachers predict`."),
     out: Path = typer.Option(None, "--out", help="Where report.json, report.txt and confusion PNGs go (default: the soft-label folder)."),
     temperature: float = typer.Option(1.0, "--temperature", help="Temperature of the ensemble's averaged softmax."),
+    split: list[str] = typer.Option(["validation", "testing"], "--split", help="Labelled splits to score, repeatable: training, validation, testing. On training, a mean top probability near the label-smoothing ceiling means a teacher memorised what it would teach from."),
+    member: list[str] = typer.Option([], "--member", help="Report only these teachers of the folder (by name, repeatable) and their ensemble: compare candidate ensembles from one prediction. Default: all."),
 ) -> None:
-    """Per-teacher and ensemble accuracy, per-class recall, teacher agreement and confusion-matrix PNGs."""
+    """Per-teacher and ensemble accuracy (clean view), mean top probability (all views), per-class recall, teacher agreement and confusion-matrix PNGs."""
     from ..report import teacher_report
 
-    report = teacher_report(soft_labels=soft_labels, out=out, temperature=temperature)
+    report = teacher_report(soft_labels=soft_labels, out=out, temperature=temperature, splits=tuple(split), members=tuple(member) or None)
     typer.echo(report.to_table())
     typer.echo("wrote " + ", ".join(str(f) for f in report.files))
