@@ -12,7 +12,8 @@ A finished run (metrics.json) is read back and an interrupted one resumes from i
 a folder holding another configuration is refused. An existing run can be adopted by linking
 it in under its run name. The summary gives, per variant, mean and spread of validation and
 test accuracy and the test margin over the twin paired by seed; the variant to ship is chosen
-on mean validation accuracy alone.
+on mean validation accuracy alone; it is printed last and written to
+OUT/summary-<variant>[+<variant>...]-<keep>.json.
 """
 
 from __future__ import annotations
@@ -136,7 +137,8 @@ def main() -> None:
     for row in rows:
         print(json.dumps(row), flush=True)
     summary = summarize(rows, list(variants))
-    write_json(args.out / "summary.json", summary)
+    # one summary per set of variants and checkpoint, so a later call with other variants keeps this one
+    write_json(args.out / f"summary-{'+'.join(variants)}-{args.keep}.json", summary)
     print(json.dumps(summary), flush=True)
 
 

@@ -74,7 +74,7 @@ def test_seed_replicates_pairs_each_variant_with_its_twin_and_resumes(tiny_tree,
     margins = [by_run[f"views_s{s}"]["test"] - by_run[f"twin_s{s}"]["test"] for s in (0, 1)]
     assert summary["views"]["test_margin_over_twin"]["mean"] == pytest.approx(sum(margins) / 2)
     assert summary["views"]["test_margin_over_twin"]["n"] == 2 and summary["chosen_on_validation"] == "views"
-    assert json.loads((out / "summary.json").read_text()) == summary
+    assert json.loads((out / "summary-views-last.json").read_text()) == summary
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and json.loads(again.stdout.splitlines()[-1]) == summary  # read back, not refitted
     assert {r["checkpoint"] for r in rows} == {"last"}
@@ -84,6 +84,8 @@ def test_seed_replicates_pairs_each_variant_with_its_twin_and_resumes(tiny_tree,
     assert best.returncode == 0, best.stderr[-2000:]
     rescored = {r["run"]: r for r in map(json.loads, best.stdout.splitlines()[:-1])}
     assert all(rescored[name]["checkpoint"] == "best" and rescored[name]["test"] == pytest.approx(by_run[name]["test"]) for name in by_run)
+    assert json.loads((out / "summary-views-last.json").read_text()) == summary  # the best-checkpoint call wrote its own file
+    assert (out / "summary-views-best.json").exists()
     mixed_up = [*command[:command.index("--seeds")], "--seeds", "0", "1", "--jobs", "1", "--arch", "dscnn", "--size", "toy", "--epochs", "2",
                 "--weight-bits", "32"]
     refused = subprocess.run(mixed_up, capture_output=True, text=True, timeout=600)
