@@ -509,8 +509,8 @@ def fit_parallel(
 
     if len(configs) != len(run_dirs):
         raise ValueError("configs and run_dirs must have the same length")
-    for data, cache_dir, skip_bad in {(c.data, c.cache_dir, c.skip_bad) for c in configs}:
-        open_dataset(Path(data), cache_dir=Path(cache_dir) if cache_dir else None, skip_bad=skip_bad, progress=progress)
+    for config in {(c.data, c.cache_dir, c.skip_bad): c for c in configs}.values():  # one per distinct tree and its settings
+        open_run_dataset(config, progress=progress)
     if jobs == 1 and backend != "dask":
         return [
             {"run_dir": str(r.run_dir), "metrics": r.metrics, "seconds": r.seconds}

@@ -29,7 +29,7 @@ def main() -> None:
 
     datasets: dict = {}
     for run in args.runs:
-        metrics = read_json(run / "metrics.json")  # only for best_epoch and what the run keeps: the scores are measured here
+        metrics = read_json(run / "metrics.json")  # only for best_epoch: the scores are measured here
         scores = {}
         for checkpoint in CHECKPOINTS:
             measured = score_run(run, checkpoint=checkpoint, datasets=datasets)
