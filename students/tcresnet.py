@@ -101,9 +101,14 @@ def _block(x, width: int, stride: int, kernel: int, *, seeds: Seeds, name: str):
 @STUDENTS.register("tcresnet")
 def build_tcresnet(*, size: str = "default", num_classes: int = 12, frontend: FrontendConfig | None = None, seed: int = 0, feature_augment=None):
     """TC-ResNet; ``size`` in toy/8/14/8-w1.5/14-w1.5/14-w2 (default = 14), front-end default 98x40 MFCC; ``feature_augment``: optional training-only layer on the normalized features."""
+    return tcresnet_model(resolve_size(SIZES, size, "tcresnet"), name=f"tcresnet_{size.replace('.', '_')}", num_classes=num_classes,
+                          frontend=frontend, seed=seed, feature_augment=feature_augment)
+
+
+def tcresnet_model(cfg: TCResNetSize, *, name: str, num_classes: int = 12, frontend: FrontendConfig | None = None, seed: int = 0, feature_augment=None):
+    """The TC-ResNet of ``cfg`` as a Keras model (shared with the ``tcwide`` teacher)."""
     import keras
 
-    cfg = resolve_size(SIZES, size, "tcresnet")
     seeds = Seeds(seed)
     waveform = waveform_input()
     x, fcfg = features(waveform, frontend, default=DEFAULT_FRONTEND)
@@ -116,4 +121,4 @@ def build_tcresnet(*, size: str = "default", num_classes: int = 12, frontend: Fr
         x = _block(x, width, stride, cfg.kernel, seeds=seeds, name=f"block{i}")
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     logits = classifier_head(x, num_classes, seeds=seeds, dropout=cfg.dropout)
-    return keras.Model(waveform, logits, name=f"tcresnet_{size.replace('.', '_')}")
+    return keras.Model(waveform, logits, name=name)
