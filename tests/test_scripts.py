@@ -15,7 +15,7 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 def test_sweep_chooses_on_validation_and_resumes(tiny_tree, tiny_soft_labels, tmp_path):
     command = [sys.executable, str(SCRIPTS / "sweep_student.py"), "--data", str(tiny_tree), "--soft-labels", str(tiny_soft_labels),
                "--out", str(tmp_path / "sweep"), "--arch", "dscnn", "--size", "toy", "--epochs", "1", "--alpha", "0.3", "1.0",
-               "--temperature", "4", "--twin"]
+               "--temperature", "4", "--twin", "--jobs", "2"]
     first = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     rows = [json.loads(line) for line in first.stdout.splitlines() if line.startswith("{")]
@@ -26,6 +26,8 @@ def test_sweep_chooses_on_validation_and_resumes(tiny_tree, tiny_soft_labels, tm
     assert summary["test_gain_over_twin"] == best["test"] - runs[-1]["test"]
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert [json.loads(line)["test"] for line in again.stdout.splitlines() if line.startswith('{"run"')] == [r["test"] for r in runs]
+    other_seed = subprocess.run(command + ["--seed", "1"], capture_output=True, text=True, timeout=600)
+    assert other_seed.returncode != 0 and "seed: 0 there, 1 asked" in other_seed.stderr
 
 
 def _bench_real():
