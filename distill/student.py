@@ -10,20 +10,26 @@ is the no-teacher twin: same architecture, same data, hard labels.
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from .augment import AugmentConfig, augment_waveforms
+from .config import load_config, refuse_other_config
 from .data import DecodedDataset, MixConfig, materialize, open_dataset, open_unlabeled
 from .errors import DistillError
 from .features import FrontendConfig
 from .labels import NUM_CLASSES, SILENCE_INDEX, UNKNOWN_INDEX
 from .metrics import softmax
 from .predict import UNLABELED, SoftLabels, load_soft_labels, name_seeds
-from .train import AugmentedSource, Batch, DistillConfig, FitResult, RunConfig, ScheduleConfig, build_model, epoch_seed, fit
+from .train import (AugmentedSource, Batch, DistillConfig, FitResult, RunConfig, ScheduleConfig, build_model, epoch_seed, fit, kept_checkpoint,
+                    score_run)
 
 
 class DistillationSource:
@@ -217,3 +223,87 @@ def fit_student(
     metrics = {**read_json(Path(out) / "metrics.json"), "footprint": footprint}
     write_json(Path(out) / "metrics.json", metrics)
     return FitResult(run_dir=result.run_dir, metrics=metrics, seconds=result.seconds, resumed_from_step=result.resumed_from_step)
+
+
+@dataclass(frozen=True)
+class StudentRunSpec:
+    """One ``distill student fit`` as the benchmark drivers launch it, in its own process.
+
+    A separate process per run lets drivers fit several at once (each with the threads TensorFlow
+    gives it) and keeps one crashed run from taking the others down. ``soft_labels=None`` is the
+    no-teacher twin; ``alpha``/``temperature`` only apply to distilled runs.
+    """
+
+    data: Path
+    arch: str
+    size: str
+    epochs: int
+    seed: int
+    soft_labels: Path | None
+    alpha: float = 0.3
+    temperature: float = 4.0
+    feature_masks: bool = False
+    mixup: float = 0.0
+    keep: str = "last"
+    weight_bits: int = 8
+    max_mb: float = 1.0
+    max_ms: float = 30.0
+
+    def command(self, run: Path) -> list[str]:
+        command = [sys.executable, "-m", "distill", "student", "fit", "--arch", self.arch, "--size", self.size, "--data", str(self.data),
+                   "--epochs", str(self.epochs), "--seed", str(self.seed), "--weight-bits", str(self.weight_bits),
+                   "--max-mb", f"{self.max_mb:g}", "--max-ms", f"{self.max_ms:g}", "--keep", self.keep, "--mixup", f"{self.mixup:g}",
+                   "--quiet", "--out", str(run)]
+        if self.soft_labels is None:
+            command.append("--no-teachers")
+        else:
+            command += ["--soft-labels", str(self.soft_labels), "--alpha", f"{self.alpha:g}", "--temperature", f"{self.temperature:g}"]
+        if self.feature_masks:
+            command.append("--feature-masks")
+        if (run / "config.json").exists():
+            command.append("--resume")
+        return command
+
+    def refuse_other(self, run: Path, *, finished: bool) -> None:
+        """Refuse a folder trained with other settings, so a stale or mislinked run is never read back as this one.
+
+        A finished run that kept the other checkpoint is accepted (both are on disk and the one asked
+        for is scored); an unfinished one must match, since resuming it would train on its own settings.
+        """
+        saved = load_config(RunConfig, run / "config.json")
+        teachers = self.soft_labels is not None
+        expected = {"arch": self.arch, "size": self.size, "epochs": self.epochs, "seed": self.seed, "feature_masks": self.feature_masks,
+                    "mixup": self.mixup, "soft_labels": str(Path(self.soft_labels).resolve()) if teachers else None,
+                    "alpha": self.alpha if teachers else None, "temperature": self.temperature if teachers else None}
+        found = {"arch": saved.arch, "size": saved.size, "epochs": saved.schedule.epochs, "seed": saved.seed,
+                 "feature_masks": bool(saved.feature_masks), "mixup": saved.schedule.mixup_alpha,
+                 "soft_labels": str(Path(saved.distill.soft_labels).resolve()) if saved.distill else None,
+                 "alpha": saved.distill.alpha if saved.distill else None, "temperature": saved.distill.temperature if saved.distill else None}
+        if not finished:
+            expected["keep"], found["keep"] = self.keep, saved.schedule.keep
+        refuse_other_config(run, expected=expected, found=found)
+
+
+def fit_or_read_student(run: Path, *, spec: StudentRunSpec, log: Path) -> dict:
+    """Fit ``spec`` into ``run`` unless it has finished there, and return its scores at ``spec.keep``.
+
+    An interrupted run resumes from its checkpoint; its output is appended to ``log``. Returns
+    ``best_epoch``, ``checkpoint``, ``validation`` and ``test`` accuracy.
+    """
+    run, log = Path(run), Path(log)
+    finished = (run / "metrics.json").exists()
+    if (run / "config.json").exists():
+        spec.refuse_other(run, finished=finished)
+    if not finished:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as sink:
+            done = subprocess.run(spec.command(run), stdout=sink, stderr=subprocess.STDOUT)
+        if done.returncode != 0:
+            raise DistillError(f"{run}: distill student fit failed (exit {done.returncode}); see {log}")
+    metrics = json.loads((run / "metrics.json").read_text())
+    if kept_checkpoint(run) == spec.keep:
+        validation, test = metrics["validation"]["accuracy"], metrics["test"]["accuracy"]
+    else:  # an adopted run keeping the other checkpoint: metrics.json holds only the one it keeps
+        measured = score_run(run, checkpoint=spec.keep)
+        validation, test = measured["validation"], measured["testing"]
+    return {"best_epoch": metrics["best_epoch"], "checkpoint": spec.keep, "validation": validation, "test": test}

@@ -2,7 +2,7 @@
 """Distilled students against their no-teacher twin over several seeds, as JSON lines plus a summary.
 
 usage: python scripts/seed_replicates.py --data DIR --out DIR --variant NAME=SOFT_LABELS_DIR [...]
-           [--seeds 0 1 2] [--jobs 2] [--arch tcresnet --size 14-w2 --epochs 160 --feature-masks --weight-bits 8 --keep last]
+           [--seeds 0 1 2] [--jobs 2] [--arch tcresnet --size 14-w2 --epochs 160 --feature-masks --mixup A --weight-bits 8 --keep last]
 
 One run of seed 0 is one draw: on a 10k-clip subset two seeds of the same student differ by
 about half a point, as much as the effect being measured. This driver fits every variant
@@ -22,8 +22,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,52 +32,19 @@ def run_name(variant: str | None, seed: int) -> str:
     return f"{variant or 'twin'}_s{seed}"
 
 
-def check_run(run: Path, *, args: argparse.Namespace, soft_labels: Path | None, seed: int) -> None:
-    """Refuse a folder trained with other settings, so a stale or mislinked run is never averaged in."""
-    from distill.config import load_config, refuse_other_config
-    from distill.train import RunConfig
+def spec_for(args: argparse.Namespace, soft_labels: Path | None, seed: int):
+    from distill.student import StudentRunSpec
 
-    saved = load_config(RunConfig, run / "config.json")
-    expected = {"arch": args.arch, "size": args.size, "epochs": args.epochs, "seed": seed, "feature_masks": args.feature_masks,
-                "soft_labels": str(soft_labels.resolve()) if soft_labels else None}
-    found = {"arch": saved.arch, "size": saved.size, "epochs": saved.schedule.epochs, "seed": saved.seed, "feature_masks": bool(saved.feature_masks),
-             "soft_labels": str(Path(saved.distill.soft_labels).resolve()) if saved.distill else None}
-    refuse_other_config(run, expected=expected, found=found)
-
-
-def fit_command(args: argparse.Namespace, run: Path, soft_labels: Path | None, seed: int) -> list[str]:
-    command = [sys.executable, "-m", "distill", "student", "fit", "--arch", args.arch, "--size", args.size, "--data", str(args.data),
-               "--epochs", str(args.epochs), "--seed", str(seed), "--weight-bits", str(args.weight_bits), "--max-mb", "1", "--max-ms", "30",
-               "--quiet", "--out", str(run)]
-    command += ["--soft-labels", str(soft_labels)] if soft_labels else ["--no-teachers"]
-    if args.feature_masks:
-        command.append("--feature-masks")
-    command += ["--keep", args.keep]
-    if (run / "config.json").exists():
-        command.append("--resume")
-    return command
+    return StudentRunSpec(data=args.data, arch=args.arch, size=args.size, epochs=args.epochs, seed=seed, soft_labels=soft_labels,
+                          feature_masks=args.feature_masks, mixup=args.mixup, keep=args.keep, weight_bits=args.weight_bits)
 
 
 def fit_or_read(args: argparse.Namespace, variant: str | None, soft_labels: Path | None, seed: int) -> dict:
-    run = args.out / run_name(variant, seed)
-    if (run / "config.json").exists():
-        check_run(run, args=args, soft_labels=soft_labels, seed=seed)
-    if not (run / "metrics.json").exists():
-        log = args.out / f"{run.name}.log"
-        with log.open("a") as sink:
-            done = subprocess.run(fit_command(args, run, soft_labels, seed), stdout=sink, stderr=subprocess.STDOUT)
-        if done.returncode != 0:
-            raise SystemExit(f"{run}: distill student fit failed (exit {done.returncode}); see {log}")
-    from distill.train import kept_checkpoint, score_run
+    from distill.student import fit_or_read_student
 
-    metrics = json.loads((run / "metrics.json").read_text())
-    if kept_checkpoint(run) == args.keep:
-        validation, test = metrics["validation"]["accuracy"], metrics["test"]["accuracy"]
-    else:  # an adopted run that keeps the other checkpoint: both are on disk, so score the one asked for
-        measured = score_run(run, checkpoint=args.keep)
-        validation, test = measured["validation"], measured["testing"]
-    return {"run": run.name, "variant": variant or "twin", "seed": seed, "best_epoch": metrics["best_epoch"],
-            "checkpoint": args.keep, "validation": validation, "test": test}
+    name = run_name(variant, seed)
+    scores = fit_or_read_student(args.out / name, spec=spec_for(args, soft_labels, seed), log=args.out / f"{name}.log")
+    return {"run": name, "variant": variant or "twin", "seed": seed, **scores}
 
 
 def summarize(rows: list[dict], variants: list[str]) -> dict:
@@ -114,6 +79,7 @@ def main() -> None:
     parser.add_argument("--size", default="14-w2")
     parser.add_argument("--epochs", type=int, default=160)
     parser.add_argument("--feature-masks", action="store_true", help="SpecAugment masks while training (the cpu-long preset's setting)")
+    parser.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) for every run, twins included (0: off)")
     parser.add_argument("--weight-bits", type=int, default=8)
     parser.add_argument("--keep", choices=KEEP_CHOICES, default="last",
                         help="checkpoint each run is scored by (the cpu-hybrid preset keeps the last; runs keeping the other are re-scored)")

@@ -3,7 +3,7 @@
 
 usage: python scripts/sweep_student.py --data DIR --soft-labels DIR --out DIR
            [--arch tcresnet --size 14-w2 --epochs 40 --seed 0] [--alpha 0.1 0.3 ...] [--temperature 2 4 ...]
-           [--twin] [--feature-masks] [--keep best|last] [--weight-bits 8] [--jobs 2]
+           [--twin] [--feature-masks] [--mixup A] [--keep best|last] [--weight-bits 8] [--jobs 2]
 
 Every (alpha, temperature) pair is one `distill student fit` in OUT/a<alpha>_t<T>
 (--jobs of them at once, each logging to OUT/<run>.log); a finished run
@@ -21,8 +21,6 @@ import argparse
 import itertools
 import json
 import os
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,49 +28,17 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def fit_command(args: argparse.Namespace, run: Path, settings: dict) -> list[str]:
-    command = [sys.executable, "-m", "distill", "student", "fit", "--arch", args.arch, "--size", args.size, "--data", str(args.data),
-               "--epochs", str(args.epochs), "--seed", str(args.seed), "--weight-bits", str(args.weight_bits), "--max-mb", "1",
-               "--max-ms", "30", "--label-smoothing", "0", "--keep", args.keep, "--quiet", "--out", str(run)]
-    if settings["teachers"]:
-        command += ["--soft-labels", str(args.soft_labels), "--alpha", f"{settings['alpha']:g}", "--temperature", f"{settings['temperature']:g}"]
-    else:
-        command.append("--no-teachers")
-    if args.feature_masks:
-        command.append("--feature-masks")
-    if (run / "config.json").exists():
-        command.append("--resume")
-    return command
-
-
-def check_run(run: Path, args: argparse.Namespace, settings: dict) -> None:
-    """Refuse a folder trained with other settings, so a stale run is never read back as this one."""
-    from distill.config import load_config, refuse_other_config
-    from distill.train import RunConfig
-
-    saved = load_config(RunConfig, run / "config.json")
-    expected = {"arch": args.arch, "size": args.size, "epochs": args.epochs, "seed": args.seed, "feature_masks": args.feature_masks,
-                "keep": args.keep, "alpha": settings.get("alpha"), "temperature": settings.get("temperature")}
-    found = {"arch": saved.arch, "size": saved.size, "epochs": saved.schedule.epochs, "seed": saved.seed,
-             "feature_masks": bool(saved.feature_masks), "keep": saved.schedule.keep,
-             "alpha": saved.distill.alpha if saved.distill else None, "temperature": saved.distill.temperature if saved.distill else None}
-    refuse_other_config(run, expected=expected, found=found)
-
-
 def fit_or_read(args: argparse.Namespace, name: str, settings: dict) -> dict:
-    run = args.out / name
+    from distill.student import StudentRunSpec, fit_or_read_student
+
     started = time.time()
-    if (run / "config.json").exists():
-        check_run(run, args, settings)
-    if not (run / "metrics.json").exists():
-        log = args.out / f"{name}.log"
-        with log.open("a") as sink:
-            done = subprocess.run(fit_command(args, run, settings), stdout=sink, stderr=subprocess.STDOUT)
-        if done.returncode != 0:
-            raise SystemExit(f"{run}: distill student fit failed (exit {done.returncode}); see {log}")
-    metrics = json.loads((run / "metrics.json").read_text())  # scored at the checkpoint the run keeps (--keep)
-    return {"run": name, **settings, "best_epoch": metrics["best_epoch"], "validation": metrics["validation"]["accuracy"],
-            "test": metrics["test"]["accuracy"], "seconds": round(time.time() - started, 1)}
+    spec = StudentRunSpec(data=args.data, arch=args.arch, size=args.size, epochs=args.epochs, seed=args.seed,
+                          soft_labels=args.soft_labels if settings["teachers"] else None, alpha=settings.get("alpha", 0.3),
+                          temperature=settings.get("temperature", 4.0), feature_masks=args.feature_masks, mixup=args.mixup,
+                          keep=args.keep, weight_bits=args.weight_bits)
+    scores = fit_or_read_student(args.out / name, spec=spec, log=args.out / f"{name}.log")
+    return {"run": name, **settings, "best_epoch": scores["best_epoch"], "validation": scores["validation"], "test": scores["test"],
+            "seconds": round(time.time() - started, 1)}
 
 
 def main() -> None:
@@ -90,6 +56,7 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, nargs="+", default=[2.0, 4.0])
     parser.add_argument("--twin", action="store_true", help="also fit the no-teacher student (the baseline)")
     parser.add_argument("--feature-masks", action="store_true", help="SpecAugment masks while training (the cpu-hybrid preset's setting)")
+    parser.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) for every run, the twin included (0: off)")
     parser.add_argument("--keep", choices=KEEP_CHOICES, default="last", help="checkpoint each run is scored by (cpu-hybrid keeps the last)")
     parser.add_argument("--weight-bits", type=int, default=8, help="8: budget 1 MB at 8 bits per weight (export with --quantize-weights)")
     parser.add_argument("--jobs", type=int, default=1, help="fits at once (each uses the threads TensorFlow gives it)")

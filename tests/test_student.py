@@ -129,3 +129,29 @@ def test_feature_masks_mask_while_training_and_freeze_to_the_plain_function(tiny
     # the default student stays unmasked
     plain = fit_student(arch="tcresnet", size="toy", data=tiny_tree, out=tmp_path / "plain", soft_labels=tiny_soft_labels, schedule=SCHEDULE, progress=False)
     assert not any(isinstance(layer, SpecAugment) for layer in load_run(plain.run_dir)[1].layers)
+
+
+def test_run_spec_refuses_a_folder_of_other_settings_but_adopts_the_other_checkpoint(tmp_path):
+    from distill.config import save_config
+    from distill.student import StudentRunSpec
+
+    soft = tmp_path / "soft_labels"
+    run = tmp_path / "run"
+    run.mkdir()
+    save_config(RunConfig(family="student", arch="tcresnet", data="/x", size="14-w2", seed=1, schedule=ScheduleConfig(epochs=160, keep="best"),
+                          distill=DistillConfig(soft_labels=str(soft), alpha=0.3, temperature=4.0), feature_masks=True), run / "config.json")
+    spec = StudentRunSpec(data=tmp_path, arch="tcresnet", size="14-w2", epochs=160, seed=1, soft_labels=soft, feature_masks=True, keep="last")
+    spec.refuse_other(run, finished=True)  # both checkpoints are on disk; the one asked for is scored
+    with pytest.raises(DistillError, match="keep: best there, last asked"):
+        spec.refuse_other(run, finished=False)  # resuming would train on the folder's own settings
+    from dataclasses import replace
+
+    with pytest.raises(DistillError, match="temperature: 4.0 there, 2.0 asked"):
+        replace(spec, temperature=2.0).refuse_other(run, finished=True)
+    with pytest.raises(DistillError, match="soft_labels: .* there, None asked"):
+        replace(spec, soft_labels=None).refuse_other(run, finished=True)
+    with pytest.raises(DistillError, match="mixup: 0.0 there, 0.2 asked"):
+        replace(spec, mixup=0.2).refuse_other(run, finished=True)
+    command = spec.command(run)
+    assert command[command.index("--soft-labels") + 1] == str(soft) and "--resume" in command and "--feature-masks" in command
+    assert "--no-teachers" in replace(spec, soft_labels=None).command(tmp_path / "fresh") and "--resume" not in replace(spec).command(tmp_path / "fresh")
