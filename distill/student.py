@@ -10,7 +10,6 @@ is the no-teacher twin: same architecture, same data, hard labels.
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from .config import load_config, refuse_other_config
 from .data import DecodedDataset, MixConfig, materialize, open_dataset, open_unlabeled
 from .errors import DistillError
 from .features import FrontendConfig
+from .io import read_json, write_json
 from .labels import NUM_CLASSES, SILENCE_INDEX, UNKNOWN_INDEX
 from .metrics import softmax
 from .predict import UNLABELED, SoftLabels, load_soft_labels, name_seeds
@@ -218,7 +218,6 @@ def fit_student(
         source = DistillationSource(dataset, config, soft, extra)
     result = fit(config=config, run_dir=Path(out), resume=resume, source=source, dataset=dataset, progress=progress)
     # every student run reports what it would cost on the target (params, bytes, MACs, Pi 3 estimate)
-    from .io import read_json, write_json
 
     metrics = {**read_json(Path(out) / "metrics.json"), "footprint": footprint}
     write_json(Path(out) / "metrics.json", metrics)
@@ -240,8 +239,8 @@ class StudentRunSpec:
     epochs: int
     seed: int
     soft_labels: Path | None
-    alpha: float = 0.3
-    temperature: float = 4.0
+    alpha: float = DistillConfig.alpha
+    temperature: float = DistillConfig.temperature
     feature_masks: bool = False
     mixup: float = 0.0
     keep: str = "last"
@@ -300,7 +299,7 @@ def fit_or_read_student(run: Path, *, spec: StudentRunSpec, log: Path) -> dict:
             done = subprocess.run(spec.command(run), stdout=sink, stderr=subprocess.STDOUT)
         if done.returncode != 0:
             raise DistillError(f"{run}: distill student fit failed (exit {done.returncode}); see {log}")
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = read_json(run / "metrics.json")
     if kept_checkpoint(run) == spec.keep:
         validation, test = metrics["validation"]["accuracy"], metrics["test"]["accuracy"]
     else:  # an adopted run keeping the other checkpoint: metrics.json holds only the one it keeps

@@ -33,9 +33,8 @@ def fit_or_read(args: argparse.Namespace, name: str, settings: dict) -> dict:
 
     started = time.time()
     spec = StudentRunSpec(data=args.data, arch=args.arch, size=args.size, epochs=args.epochs, seed=args.seed,
-                          soft_labels=args.soft_labels if settings["teachers"] else None, alpha=settings.get("alpha", 0.3),
-                          temperature=settings.get("temperature", 4.0), feature_masks=args.feature_masks, mixup=args.mixup,
-                          keep=args.keep, weight_bits=args.weight_bits)
+                          soft_labels=args.soft_labels if settings["teachers"] else None, feature_masks=args.feature_masks, mixup=args.mixup,
+                          keep=args.keep, weight_bits=args.weight_bits, **{key: settings[key] for key in ("alpha", "temperature") if key in settings})
     scores = fit_or_read_student(args.out / name, spec=spec, log=args.out / f"{name}.log")
     return {"run": name, **settings, "best_epoch": scores["best_epoch"], "validation": scores["validation"], "test": scores["test"],
             "seconds": round(time.time() - started, 1)}
