@@ -269,18 +269,36 @@ class StudentRunSpec:
         A finished run that kept the other checkpoint is accepted (both are on disk and the one asked
         for is scored); an unfinished one must match, since resuming it would train on its own settings.
         """
-        saved = load_config(RunConfig, run / "config.json")
         teachers = self.soft_labels is not None
         expected = {"arch": self.arch, "size": self.size, "epochs": self.epochs, "seed": self.seed, "feature_masks": self.feature_masks,
                     "mixup": self.mixup, "soft_labels": str(Path(self.soft_labels).resolve()) if teachers else None,
                     "alpha": self.alpha if teachers else None, "temperature": self.temperature if teachers else None}
-        found = {"arch": saved.arch, "size": saved.size, "epochs": saved.schedule.epochs, "seed": saved.seed,
-                 "feature_masks": bool(saved.feature_masks), "mixup": saved.schedule.mixup_alpha,
-                 "soft_labels": str(Path(saved.distill.soft_labels).resolve()) if saved.distill else None,
-                 "alpha": saved.distill.alpha if saved.distill else None, "temperature": saved.distill.temperature if saved.distill else None}
         if not finished:
-            expected["keep"], found["keep"] = self.keep, saved.schedule.keep
-        refuse_other_config(run, expected=expected, found=found)
+            expected["keep"] = self.keep
+        refuse_other_run(run, expected=expected)
+
+
+def saved_run_settings(run: Path) -> dict:
+    """The settings a student folder was trained with, flattened to the keys drivers compare on.
+
+    Teacher-side keys are None for a no-teacher run, so one comparison tells a twin from a distilled run.
+    """
+    saved = load_config(RunConfig, Path(run) / "config.json")
+    taught = saved.distill
+    return {"arch": saved.arch, "size": saved.size, "epochs": saved.schedule.epochs, "seed": saved.seed,
+            "feature_masks": bool(saved.feature_masks), "mixup": saved.schedule.mixup_alpha, "keep": saved.schedule.keep,
+            "teachers": taught is not None, "soft_labels": str(Path(taught.soft_labels).resolve()) if taught else None,
+            "alpha": taught.alpha if taught else None, "temperature": taught.temperature if taught else None,
+            "max_views": taught.max_views if taught else None, "pseudo": bool(taught and taught.pseudo)}
+
+
+def refuse_other_run(run: Path, *, expected: dict) -> None:
+    """Raise unless the student in ``run`` was trained with ``expected`` (any subset of ``saved_run_settings``' keys)."""
+    found = saved_run_settings(run)
+    unknown = set(expected) - set(found)
+    if unknown:
+        raise ValueError(f"cannot compare {sorted(unknown)}: a student folder records {sorted(found)}")
+    refuse_other_config(run, expected=expected, found={key: found[key] for key in expected})
 
 
 def fit_or_read_student(run: Path, *, spec: StudentRunSpec, log: Path) -> dict:

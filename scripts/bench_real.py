@@ -79,18 +79,14 @@ def check_reusable(run: Path, *, arch: str, size: str, epochs: int, feature_mask
     """Refuse a finished run folder that another preset (or an older bench) left under the same name.
 
     Stages are skipped when their folder is complete; without this check a rerun with another
-    preset would report the old student as the new one.
+    preset would report the old student as the new one. The bench reads ``metrics.json`` back
+    without re-scoring, so unlike the seed drivers it also insists on the kept checkpoint.
     """
-    from distill.config import load_config, refuse_other_config
-    from distill.train import RunConfig
+    from distill.student import refuse_other_run
 
-    saved = load_config(RunConfig, run / "config.json")
-    teachers = saved.distill
-    expected = {"arch": arch, "size": size, "epochs": epochs, "feature_masks": bool(feature_masks), "teachers": soft_labels is not None,
-                "max_views": max_views if soft_labels is not None else None, "pseudo": bool(pseudo), "keep": keep}
-    found = {"arch": saved.arch, "size": saved.size, "epochs": saved.schedule.epochs, "feature_masks": bool(saved.feature_masks),
-             "teachers": teachers is not None, "max_views": teachers.max_views if teachers else None, "pseudo": bool(teachers and teachers.pseudo), "keep": saved.schedule.keep}
-    refuse_other_config(run, expected=expected, found=found)
+    refuse_other_run(run, expected={"arch": arch, "size": size, "epochs": epochs, "feature_masks": bool(feature_masks),
+                                    "teachers": soft_labels is not None, "max_views": max_views if soft_labels is not None else None,
+                                    "pseudo": bool(pseudo), "keep": keep})
 
 
 def main() -> None:

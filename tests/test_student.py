@@ -152,6 +152,10 @@ def test_run_spec_refuses_a_folder_of_other_settings_but_adopts_the_other_checkp
         replace(spec, soft_labels=None).refuse_other(run, finished=True)
     with pytest.raises(DistillError, match="mixup: 0.0 there, 0.2 asked"):
         replace(spec, mixup=0.2).refuse_other(run, finished=True)
+    from distill.student import refuse_other_run
+
+    with pytest.raises(ValueError, match=r"cannot compare \['width'\]"):  # a typo must not pass as "no difference"
+        refuse_other_run(run, expected={"width": 2})
     command = spec.command(run)
     assert command[command.index("--soft-labels") + 1] == str(soft) and "--resume" in command and "--feature-masks" in command
     assert "--no-teachers" in replace(spec, soft_labels=None).command(tmp_path / "fresh") and "--resume" not in replace(spec).command(tmp_path / "fresh")
