@@ -324,14 +324,25 @@ def fit(
     progress: bool = True,
     threads: int = 0,
 ) -> FitResult:
-    """Train ``config`` into ``run_dir``; with ``resume`` continue from ``checkpoints/last.npz``."""
+    """Train ``config`` into ``run_dir``; with ``resume`` continue from ``checkpoints/last.npz``.
+
+    Refuses a folder another process is training (two writers would interleave checkpoints).
+    """
+    from .io import exclusive_folder
+
+    with exclusive_folder(run_dir, doing="trained"):
+        return _fit_in_held_folder(config=config, run_dir=Path(run_dir), resume=resume, source=source, dataset=dataset,
+                                   progress=progress, threads=threads)
+
+
+def _fit_in_held_folder(*, config: RunConfig, run_dir: Path, resume: bool, source: BatchSource | None, dataset: DecodedDataset | None,
+                        progress: bool, threads: int) -> FitResult:
     import tensorflow as tf
     import keras
 
     from .distillation import distillation_loss
 
     configure_threads(threads)
-    run_dir = Path(run_dir)
     _claim_run_dir(run_dir, config, resume)
     keras.utils.set_random_seed(config.seed)
     dataset = dataset or open_run_dataset(config, progress=progress)

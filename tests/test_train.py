@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ from distill.augment import AugmentConfig
 from distill.data import MixConfig
 from distill.distillation import distillation_loss, distillation_loss_numpy
 from distill.errors import DistillError
+from distill.io import exclusive_folder
 from distill.train import BEST, LAST, RunConfig, ScheduleConfig, fit, kept_checkpoint, learning_rate_at, load_run, mixup_pairs, score_run
 
 
@@ -86,6 +90,22 @@ def test_existing_run_needs_resume_and_same_config(tiny_tree, tmp_path):
         fit(config=_config(tiny_tree), run_dir=tmp_path / "run", progress=False)
     with pytest.raises(DistillError, match="changed: schedule"):
         fit(config=_config(tiny_tree, learning_rate=1e-4), run_dir=tmp_path / "run", resume=True, progress=False)
+
+
+def test_a_folder_being_trained_by_another_process_is_refused_until_that_process_ends(tiny_tree, tmp_path):
+    run = tmp_path / "run"
+    hold = "import sys, time\nfrom distill.io import exclusive_folder\nwith exclusive_folder(sys.argv[1], doing='trained'):\n    print('held', flush=True)\n    time.sleep(120)"
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(DistillError, match=re.escape(f"{run} is being trained by pid {holder.pid} on ")):
+            fit(config=_config(tiny_tree), run_dir=run, resume=True, progress=False)
+        assert not (run / "config.json").exists()  # refused before claiming anything
+    finally:
+        holder.kill()
+        holder.wait()
+    with exclusive_folder(run, doing="trained"):  # the kernel dropped the killed holder's lock: nothing stale
+        pass
 
 
 def test_mixup_pairs_are_seeded_by_step():
