@@ -33,7 +33,9 @@ stored view: treat them like ``labels.CLASSES`` (append, never reorder) and
 bump ``AUGMENT_SCHEME_VERSION`` if you must.
 
 Order of the waveform transforms: speed perturbation -> time shift -> gain ->
-noise mixing -> clip to [-1, 1].
+noise mixing -> view masks (removed frequency bands, then silent spans; off by
+default, drawn in their own domain so views without them keep their bits) ->
+clip to [-1, 1].
 
 Bit-exact, not just statistically equal
 ---------------------------------------
@@ -100,6 +102,17 @@ class AugmentConfig:
     silent_reference_rms: float = 0.05
     """... so its noise is scaled as if the clip had this RMS (about -26 dBFS, a typical
     utterance), i.e. noise RMS in [0.005, 0.05] for the default SNR range."""
+    view_time_masks: int = 0
+    """Spans of every view > 0 set to zero in the waveform itself: SpecAugment's time masks moved
+    into the view, so teachers label the masked clip the student then sees (consistent masking;
+    ``--feature-masks`` masks only the student's input). 0, the default, is off."""
+    view_time_mask_ms: float = 100.0
+    """Widest span, uniform in [0, this] (SpecAugment's 10 frames at a 10 ms stride)."""
+    view_freq_masks: int = 0
+    """Frequency bands removed from every view > 0 (zeroed in the clip's 1 s spectrum). 0 is off."""
+    view_freq_mask_mel: float = 340.0
+    """Widest band in mel, uniform in [0, this], at a uniform start on the mel scale up to 8 kHz:
+    about SpecAugment's 5 of the front-end's 40 mel bins."""
 
     def __post_init__(self) -> None:
         # Configs come from the command line and from JSON: reject nonsense early with a message
@@ -123,9 +136,13 @@ class AugmentConfig:
             raise bad("speed_range", "factors must be > 0")
         if max(high / low, high, 1 / low) > 4.0:
             raise bad("speed_range", "factors beyond 4x (or 1/4x) leave almost nothing of the word")
-        for field in ("time_masks", "time_mask_frames", "freq_masks", "freq_mask_bins"):
+        for field in ("time_masks", "time_mask_frames", "freq_masks", "freq_mask_bins", "view_time_masks", "view_freq_masks"):
             if int(getattr(self, field)) != getattr(self, field) or getattr(self, field) < 0:
                 raise bad(field, "must be an integer >= 0")
+        if not 0 <= self.view_time_mask_ms * SAMPLE_RATE / 1000.0 < CLIP_SAMPLES:
+            raise bad("view_time_mask_ms", "must be >= 0 and shorter than the 1 s clip")
+        if not 0 <= self.view_freq_mask_mel < _hz_to_mel(SAMPLE_RATE / 2):
+            raise bad("view_freq_mask_mel", f"must be >= 0 and below the {_hz_to_mel(SAMPLE_RATE / 2):.0f} mel up to 8 kHz")
         if not self.silent_clip_rms >= 0:
             raise bad("silent_clip_rms", "must be >= 0")
         if not self.silent_reference_rms > 0:
@@ -144,9 +161,26 @@ class AugmentConfig:
             freq_masks=0,
         )
 
+    @classmethod
+    def with_view_masks(cls, base: AugmentConfig | None = None) -> AugmentConfig:
+        """``base`` (default: the default config) with SpecAugment's mask counts moved into the views."""
+        from dataclasses import replace
+
+        base = base or cls()
+        return replace(base, view_time_masks=base.time_masks or 2, view_freq_masks=base.freq_masks or 2)
+
+    def view_masks_enabled(self) -> bool:
+        """Whether views carry masks of their own (``view_time_masks`` / ``view_freq_masks``)."""
+        return (self.view_time_masks > 0 and self.view_time_mask_ms > 0) or (self.view_freq_masks > 0 and self.view_freq_mask_mel > 0)
+
     @property
     def time_shift_samples(self) -> int:
         return int(round(self.time_shift_ms * SAMPLE_RATE / 1000.0))
+
+    @property
+    def time_mask_samples(self) -> int:
+        """Widest view time mask in samples."""
+        return int(round(self.view_time_mask_ms * SAMPLE_RATE / 1000.0))
 
     def waveform_enabled(self) -> bool:
         """Whether ``augment_waveforms`` can change a clip (noise also needs recordings at call time)."""
@@ -155,6 +189,7 @@ class AugmentConfig:
             or self.noise_probability > 0
             or self.gain_db != (0.0, 0.0)
             or (self.speed_probability > 0 and self.speed_range != (1.0, 1.0))
+            or self.view_masks_enabled()
         )
 
     def spec_enabled(self) -> bool:
@@ -178,6 +213,7 @@ _TWO_POW_MINUS_53 = 1.0 / (1 << 53)
 # Domains keep waveform and SpecAugment streams apart even for the same (seed, view).
 _DOMAIN_WAVEFORM = np.uint64(0x5741564546524D31)  # "WAVEFRM1"
 _DOMAIN_SPEC = np.uint64(0x5350454341554731)  # "SPECAUG1"
+_DOMAIN_VIEW_MASK = np.uint64(0x564945574D534B31)  # "VIEWMSK1": its own stream, so views without masks keep their bits
 
 # Fixed draw indices of the waveform transforms. Append only: reordering changes every stored view.
 _DRAW_SPEED_APPLY = 0
@@ -193,6 +229,15 @@ _WAVEFORM_DRAWS = 8
 # Rows processed together: 16 clips keep each temporary at ~1 MB (cache-resident, malloc-reused);
 # whole-batch temporaries of 16 MB are 2-3x slower from page faults and cache misses.
 _CHUNK_ROWS = 16
+
+
+def _hz_to_mel(hz):
+    """HTK mel scale, the one the log-mel front-end's filterbank uses."""
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def _mel_to_hz(mel):
+    return 700.0 * (np.power(10.0, np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
 
 
 def _mix64(z: np.ndarray) -> np.ndarray:
@@ -242,7 +287,7 @@ def augment_waveforms(
     noise: Sequence[np.ndarray],
     config: AugmentConfig,
 ) -> np.ndarray:
-    """Return view ``view`` of each clip: speed -> shift -> gain -> noise -> clip to [-1, 1].
+    """Return view ``view`` of each clip: speed -> shift -> gain -> noise -> view masks -> clip to [-1, 1].
 
     ``audio`` is ``(B, 16000)``; ``seeds`` ``(B,)`` integers, one per example and
     fixed for the life of the dataset; ``view`` a scalar or ``(B,)``. Rows with
@@ -282,6 +327,7 @@ def augment_waveforms(
     snr_db = low + u[:, _DRAW_NOISE_SNR] * (high - low)
     picks = np.minimum((u[:, _DRAW_NOISE_RECORDING] * max(len(noise), 1)).astype(np.int64), max(len(noise) - 1, 0))
     apply_gain = config.gain_db != (0.0, 0.0)
+    time_masks, freq_bands = _view_masks(seeds_arr[active], views[active], config)
 
     for first in range(0, active.size, _CHUNK_ROWS):
         part = slice(first, first + _CHUNK_ROWS)
@@ -305,9 +351,51 @@ def augment_waveforms(
                 noise=noise,
                 config=config,
             )
+        if freq_bands is not None:  # before the time masks, which then stay exact zeros
+            _remove_bands(x, freq_bands[part])
+        if time_masks is not None:
+            x[_bands_numpy(time_masks[part], config.time_mask_samples, CLIP_SAMPLES)] = 0.0
         np.clip(x, -1.0, 1.0, out=x)
         out[rows] = x
     return out
+
+
+def _view_masks(seeds: np.ndarray, views: np.ndarray, config: AugmentConfig) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Per row: the (width, start) uniforms of its time masks, and its removed bands as (lo, hi) Hz pairs.
+
+    Draw layout in the view-mask domain: (width, start) per time mask, then per frequency band, so
+    the time masks do not move when ``view_freq_masks`` changes (as in ``spec_augment``).
+    """
+    if not config.view_masks_enabled():
+        return None, None
+    k_t, k_f = config.view_time_masks, config.view_freq_masks
+    u = _uniforms(seeds, views, domain=_DOMAIN_VIEW_MASK, draws=2 * (k_t + k_f))
+    time_masks = u[:, : 2 * k_t] if k_t and config.time_mask_samples else None
+    freq_bands = None
+    if k_f and config.view_freq_mask_mel > 0:
+        top = float(_hz_to_mel(SAMPLE_RATE / 2))
+        widths = u[:, 2 * k_t :: 2] * config.view_freq_mask_mel
+        starts = u[:, 2 * k_t + 1 :: 2] * (top - widths)
+        freq_bands = np.stack([_mel_to_hz(starts), _mel_to_hz(starts + widths)], axis=-1)  # (B, k_f, 2)
+    return time_masks, freq_bands
+
+
+def _remove_bands(x: np.ndarray, bands: np.ndarray) -> None:
+    """Zero each row's (lo, hi) Hz bands in its 1 s spectrum, in place.
+
+    One row at a time: a batched FFT may take SIMD paths that differ in the last bit between rows,
+    and a view must not depend on its batch. The 16,000-point FFT has 1 Hz bins.
+    """
+    n = x.shape[1]
+    hz_per_bin = SAMPLE_RATE / n
+    edges = np.ceil(bands / hz_per_bin).astype(np.int64)  # bin k is removed when lo <= k * hz_per_bin < hi
+    for row, row_edges in enumerate(edges.tolist()):
+        if all(lo >= hi for lo, hi in row_edges):
+            continue
+        spectrum = np.fft.rfft(x[row].astype(np.float64))
+        for lo, hi in row_edges:
+            spectrum[lo:hi] = 0.0
+        x[row] = np.fft.irfft(spectrum, n=n).astype(np.float32)
 
 
 def _check_noise(noise: Sequence[np.ndarray] | None) -> list[np.ndarray]:

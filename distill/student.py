@@ -201,6 +201,9 @@ def fit_student(
         soft = load_soft_labels(Path(soft_labels), "training")
         if Path(soft.config.data) != data:
             raise DistillError(f"{soft_labels} was made from {soft.config.data}, not {data}; predict soft labels on the student's --data")
+        if augment.view_masks_enabled() and not soft.config.augment.view_masks_enabled():
+            raise DistillError(f"--view-masks: the views in {soft_labels} carry no masks, and a distilled student trains on the views its "
+                               "teachers labelled; write them with `distill teachers predict --view-masks`")
         augment = soft.config.augment  # views must be the ones the teachers labelled
         distill = DistillConfig(soft_labels=str(Path(soft_labels).resolve()), alpha=alpha, temperature=temperature,
                                 pseudo=str(Path(pseudo).resolve()) if pseudo else None, max_views=max_views, online=online)
@@ -242,6 +245,7 @@ class StudentRunSpec:
     alpha: float = DistillConfig.alpha
     temperature: float = DistillConfig.temperature
     feature_masks: bool = False
+    view_masks: bool = False
     mixup: float = 0.0
     keep: str = "last"
     weight_bits: int = 8
@@ -259,6 +263,8 @@ class StudentRunSpec:
             command += ["--soft-labels", str(self.soft_labels), "--alpha", f"{self.alpha:g}", "--temperature", f"{self.temperature:g}"]
         if self.feature_masks:
             command.append("--feature-masks")
+        if self.view_masks:
+            command.append("--view-masks")
         if (run / "config.json").exists():
             command.append("--resume")
         return command
@@ -271,7 +277,7 @@ class StudentRunSpec:
         """
         teachers = self.soft_labels is not None
         expected = {"arch": self.arch, "size": self.size, "epochs": self.epochs, "seed": self.seed, "feature_masks": self.feature_masks,
-                    "mixup": self.mixup, "soft_labels": str(Path(self.soft_labels).resolve()) if teachers else None,
+                    "view_masks": self.view_masks, "mixup": self.mixup, "soft_labels": str(Path(self.soft_labels).resolve()) if teachers else None,
                     "alpha": self.alpha if teachers else None, "temperature": self.temperature if teachers else None}
         if not finished:
             expected["keep"] = self.keep
@@ -286,7 +292,7 @@ def saved_run_settings(run: Path) -> dict:
     saved = load_config(RunConfig, Path(run) / "config.json")
     taught = saved.distill
     return {"arch": saved.arch, "size": saved.size, "epochs": saved.schedule.epochs, "seed": saved.seed,
-            "feature_masks": bool(saved.feature_masks), "mixup": saved.schedule.mixup_alpha, "keep": saved.schedule.keep,
+            "feature_masks": bool(saved.feature_masks), "view_masks": saved.augment.view_masks_enabled(), "mixup": saved.schedule.mixup_alpha, "keep": saved.schedule.keep,
             "teachers": taught is not None, "soft_labels": str(Path(taught.soft_labels).resolve()) if taught else None,
             "alpha": taught.alpha if taught else None, "temperature": taught.temperature if taught else None,
             "max_views": taught.max_views if taught else None, "pseudo": bool(taught and taught.pseudo)}

@@ -2,7 +2,7 @@
 """Distilled students against their no-teacher twin over several seeds, as JSON lines plus a summary.
 
 usage: python scripts/seed_replicates.py --data DIR --out DIR --variant NAME=SOFT_LABELS_DIR [...]
-           [--seeds 0 1 2] [--jobs 2] [--arch tcresnet --size 14-w2 --epochs 160 --feature-masks --mixup A --weight-bits 8 --keep last]
+           [--seeds 0 1 2] [--jobs 2] [--arch tcresnet --size 14-w2 --epochs 160 --feature-masks --view-masks --mixup A --weight-bits 8 --keep last]
 
 One run of seed 0 is one draw: on a 10k-clip subset two seeds of the same student differ by
 about half a point, as much as the effect being measured. This driver fits every variant
@@ -36,7 +36,7 @@ def spec_for(args: argparse.Namespace, soft_labels: Path | None, seed: int):
     from distill.student import StudentRunSpec
 
     return StudentRunSpec(data=args.data, arch=args.arch, size=args.size, epochs=args.epochs, seed=seed, soft_labels=soft_labels,
-                          feature_masks=args.feature_masks, mixup=args.mixup, keep=args.keep, weight_bits=args.weight_bits)
+                          feature_masks=args.feature_masks, view_masks=args.view_masks, mixup=args.mixup, keep=args.keep, weight_bits=args.weight_bits)
 
 
 def fit_or_read(args: argparse.Namespace, variant: str | None, soft_labels: Path | None, seed: int) -> dict:
@@ -79,6 +79,8 @@ def main() -> None:
     parser.add_argument("--size", default="14-w2")
     parser.add_argument("--epochs", type=int, default=160)
     parser.add_argument("--feature-masks", action="store_true", help="SpecAugment masks while training (the cpu-long preset's setting)")
+    parser.add_argument("--view-masks", action="store_true",
+                        help="masks inside the views for every run: twins get them, variants need soft labels from `teachers predict --view-masks`")
     parser.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) for every run, twins included (0: off)")
     parser.add_argument("--weight-bits", type=int, default=8)
     parser.add_argument("--keep", choices=KEEP_CHOICES, default="last",

@@ -371,3 +371,79 @@ def test_spec_augment_layer_config_round_trip():
     np.testing.assert_array_equal(np.asarray(clone(features, training=True)), np.asarray(layer(features, training=True)))
     with pytest.raises(ValueError, match="time_masks"):
         SpecAugment(time_masks=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Masks inside the views (consistent masking)
+# ---------------------------------------------------------------------------------------------
+
+
+def _zero_runs(row: np.ndarray) -> list[tuple[int, int]]:
+    """(start, length) of each run of exact zeros."""
+    padded = np.concatenate([[False], row == 0, [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return [(int(a), int(b - a)) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def test_view_time_masks_zero_at_most_their_spans_and_touch_nothing_else():
+    audio = _speech_like(32)
+    seeds = np.arange(32)
+    plain = augment_waveforms(audio, seeds=seeds, view=2, noise=_noise_recordings(), config=AugmentConfig())
+    config = dataclasses.replace(AugmentConfig(), view_time_masks=2, view_time_mask_ms=100.0)
+    masked = augment_waveforms(audio, seeds=seeds, view=2, noise=_noise_recordings(), config=config)
+    changed = masked != plain
+    assert (masked[changed] == 0).all()  # the masks only ever zero samples, every other transform drew the same
+    assert changed.any(axis=1).mean() > 0.9  # U{0..1600} widths: nearly every row loses something
+    for before, after in zip(plain, masked):
+        new_zeros = (after == 0) & (before != 0)
+        runs = [run for run in _zero_runs(after) if new_zeros[run[0]:run[0] + run[1]].any()]
+        assert len(runs) <= 2 and all(length <= 2 * 1600 for _, length in runs)  # two spans, which may touch
+    np.testing.assert_array_equal(augment_waveforms(audio, seeds=seeds, view=0, noise=[], config=config), audio)
+
+
+def test_view_freq_masks_remove_a_band_of_at_most_their_mel_width():
+    t = np.arange(N) / SAMPLE_RATE
+    tones = np.array([100, 300, 700, 1200, 2000, 3000, 4500, 6000, 7500], dtype=np.float64)
+    audio = np.tile((0.02 * np.sin(2 * np.pi * tones[:, None] * t[None, :])).sum(0).astype(np.float32), (24, 1))
+    config = _only(view_freq_masks=1, view_freq_mask_mel=600.0)
+    out = augment_waveforms(audio, seeds=np.arange(24), view=1, noise=[], config=config)
+    amplitude = np.abs(np.fft.rfft(out, axis=-1))[:, tones.astype(int)] / (N / 2)
+    gone = amplitude < 1e-4
+    kept = np.abs(amplitude - 0.02) < 1e-4
+    assert (gone | kept).all()  # each tone is either fully removed or untouched
+    mel = augment._hz_to_mel(tones)
+    for row in gone:
+        if row.any():
+            assert np.ptp(mel[row]) <= 600.0  # one band removes tones within its width only
+    assert gone.any(axis=1).mean() > 0.3
+
+
+def test_view_masks_keep_views_pure_and_old_configs_loadable(tmp_path):
+    audio = _speech_like(20)
+    seeds = np.arange(20, 40)
+    config = AugmentConfig.with_view_masks()
+    assert (config.view_time_masks, config.view_freq_masks) == (2, 2) and config.view_masks_enabled()
+    assert _only(view_time_masks=1).waveform_enabled() and not AugmentConfig().view_masks_enabled()
+    first = augment_waveforms(audio, seeds=seeds, view=3, noise=_noise_recordings(), config=config)
+    alone = augment_waveforms(audio[7:9], seeds=seeds[7:9], view=3, noise=_noise_recordings(), config=config)
+    np.testing.assert_array_equal(alone, first[7:9])
+    assert not np.array_equal(first, augment_waveforms(audio, seeds=seeds, view=4, noise=_noise_recordings(), config=config))
+    # a soft-label folder written before view masks existed has no such fields in its JSON: they are off
+    path = save_config(AugmentConfig(), tmp_path / "augment.json")
+    text = path.read_text()
+    for field in ("view_time_masks", "view_time_mask_ms", "view_freq_masks", "view_freq_mask_mel"):
+        assert f'"{field}"' in text
+    import json
+
+    stored = json.loads(text)
+    inner = stored.get("config", stored)
+    for field in ("view_time_masks", "view_time_mask_ms", "view_freq_masks", "view_freq_mask_mel"):
+        inner.pop(field)
+    path.write_text(json.dumps(stored))
+    assert load_config(AugmentConfig, path) == AugmentConfig()
+    with pytest.raises(DistillError, match="view_time_mask_ms"):
+        AugmentConfig(view_time_mask_ms=1000.0)
+    with pytest.raises(DistillError, match="view_freq_mask_mel"):
+        AugmentConfig(view_freq_mask_mel=-1.0)
+    with pytest.raises(DistillError, match="view_freq_masks"):
+        AugmentConfig(view_freq_masks=-1)

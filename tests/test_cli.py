@@ -73,6 +73,13 @@ def test_student_calibrate_export_submit_through_the_cli(tiny_tree, tiny_soft_la
     keep = runner.invoke(app, ["teachers", "train", "--arch", "resnet", "--data", str(tiny_tree), "--out", str(tmp_path / "z"), "--keep", "average"])
     assert keep.exit_code != 0 and "--keep must be best or last" in str(keep.exception)
     assert not (tmp_path / "z").exists()
+    clean_masked = runner.invoke(app, ["student", "fit", "--arch", "dscnn", "--data", str(tiny_tree), "--out", str(tmp_path / "w"),
+                                       "--no-teachers", "--no-augment", "--view-masks"])
+    assert clean_masked.exit_code != 0 and "cannot go with --no-augment" in str(clean_masked.exception)
+    unmasked_views = runner.invoke(app, ["student", "fit", "--arch", "dscnn", "--data", str(tiny_tree), "--out", str(tmp_path / "w"),
+                                         "--soft-labels", str(tiny_soft_labels), "--view-masks"])
+    assert unmasked_views.exit_code != 0 and "teachers predict --view-masks" in str(unmasked_views.exception)
+    assert not (tmp_path / "w").exists()
 
 
 def test_user_errors_exit_2_with_a_message_not_a_traceback(tmp_path):

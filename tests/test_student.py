@@ -56,6 +56,32 @@ def test_no_teacher_twin_and_option_checks(tiny_tree, tiny_soft_labels, tmp_path
         fit_student(arch="dscnn", size="toy", data=tiny_tree, out=tmp_path / "x", soft_labels=tiny_soft_labels, alpha=1.5, progress=False)
 
 
+def test_view_masks_reach_teachers_and_student_alike_and_are_refused_where_missing(tiny_tree, tiny_soft_labels, teacher_runs, tmp_path):
+    from distill.augment import AugmentConfig, augment_waveforms
+    from distill.data import materialize
+    from distill.predict import predict_soft_labels
+
+    masked = AugmentConfig.with_view_masks()
+    with pytest.raises(DistillError, match="teachers predict --view-masks"):  # refused before any training
+        fit_student(arch="dscnn", size="toy", data=tiny_tree, out=tmp_path / "x", soft_labels=tiny_soft_labels, augment=masked, progress=False)
+    assert not (tmp_path / "x").exists()
+    soft_dir = tmp_path / "soft_masked"
+    predict_soft_labels(teacher_runs=teacher_runs, data=tiny_tree, out=soft_dir, views=2, splits=("training",), augment=masked, progress=False)
+    soft = load_soft_labels(soft_dir, "training")
+    assert soft.config.augment == masked
+    fit_student(arch="dscnn", size="toy", data=tiny_tree, out=tmp_path / "student", soft_labels=soft_dir, schedule=SCHEDULE, progress=False)
+    config, _ = load_run(tmp_path / "student")
+    assert config.augment.view_masks_enabled()  # the student trained on the masked views its teachers labelled
+    # and those views carry masks: view 1 of every clip has a silent span the plain view does not
+    dataset = open_dataset(tiny_tree, progress=False)
+    clips = materialize(dataset, soft.examples)
+    with_masks = augment_waveforms(clips, seeds=soft.examples.seeds, view=1, noise=dataset.noise, config=masked)
+    plain = augment_waveforms(clips, seeds=soft.examples.seeds, view=1, noise=dataset.noise, config=AugmentConfig())
+    assert ((with_masks == 0).sum(axis=1) > (plain == 0).sum(axis=1)).mean() > 0.8
+    twin = fit_student(arch="dscnn", size="toy", data=tiny_tree, out=tmp_path / "twin", soft_labels=None, augment=masked, schedule=SCHEDULE, progress=False)
+    assert load_run(twin.run_dir)[0].augment == masked
+
+
 def test_online_mode_runs_the_teachers(tiny_tree, tiny_soft_labels, tmp_path):
     result = fit_student(arch="dscnn", size="toy", data=tiny_tree, out=tmp_path / "online", soft_labels=tiny_soft_labels,
                          online=True, schedule=SCHEDULE, progress=False)
@@ -152,6 +178,9 @@ def test_run_spec_refuses_a_folder_of_other_settings_but_adopts_the_other_checkp
         replace(spec, soft_labels=None).refuse_other(run, finished=True)
     with pytest.raises(DistillError, match="mixup: 0.0 there, 0.2 asked"):
         replace(spec, mixup=0.2).refuse_other(run, finished=True)
+    with pytest.raises(DistillError, match="view_masks: False there, True asked"):
+        replace(spec, view_masks=True).refuse_other(run, finished=True)
+    assert "--view-masks" in replace(spec, view_masks=True).command(run) and "--view-masks" not in spec.command(run)
     from distill.student import refuse_other_run
 
     with pytest.raises(ValueError, match=r"cannot compare \['width'\]"):  # a typo must not pass as "no difference"

@@ -41,6 +41,7 @@ def fit_command(
     silence_percentage: float = options.SILENCE,
     unknown_percentage: float = options.UNKNOWN,
     no_augment: bool = options.NO_AUGMENT,
+    view_masks: bool = typer.Option(False, "--view-masks", help="Masks inside the augmented views' waveforms (see `teachers predict --view-masks`): for --no-teachers, the twin of a student distilled from such views; a distilled student takes its views from --soft-labels and refuses soft labels made without them."),
     frontend: str = options.FRONTEND,
     seed: int = options.SEED,
     skip_bad: bool = options.SKIP_BAD,
@@ -59,7 +60,7 @@ def fit_command(
         online=online, pseudo=pseudo, max_mb=max_mb, max_ms=max_ms, weight_bits=weight_bits, feature_masks=feature_masks,
         schedule=options.schedule_config(epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay, label_smoothing=label_smoothing, mixup=mixup, keep=keep),
         mix=options.mix_config(silence_percentage=silence_percentage, unknown_percentage=unknown_percentage),
-        augment=options.augment_config(no_augment=no_augment), frontend=options.frontend_config(frontend),
+        augment=options.augment_config(no_augment=no_augment, view_masks=view_masks), frontend=options.frontend_config(frontend),
         seed=seed, skip_bad=skip_bad, cache_dir=cache_dir, resume=resume, progress=not quiet,
     )
     m = result.metrics

@@ -74,15 +74,15 @@ def predict_command(
     cache_dir: Path = options.CACHE_DIR,
     quiet: bool = options.QUIET,
     reuse: Path = typer.Option(None, "--reuse", help="A soft-label folder made with the same options (views, splits, mix, seed): the teachers it shares with this ensemble are linked in, not predicted again. Adds a member for the cost of one."),
+    view_masks: bool = options.VIEW_MASKS,
 ) -> None:
     """Write per-teacher logits (float16) for K augmented views of every example, aligned to the data index."""
-    from ..augment import AugmentConfig
     from ..predict import predict_soft_labels
 
     result = predict_soft_labels(
         teacher_runs=teacher, data=data, out=out, views=views, splits=tuple(split), unlabeled=unlabeled,
         mix=options.mix_config(silence_percentage=silence_percentage, unknown_percentage=unknown_percentage),
-        augment=AugmentConfig(), seed=seed, cache_dir=cache_dir, progress=not quiet, reuse=reuse,
+        augment=options.augment_config(no_augment=False, view_masks=view_masks), seed=seed, cache_dir=cache_dir, progress=not quiet, reuse=reuse,
     )
     typer.echo(f"soft labels of {', '.join(result.teachers)} in {result.out}: " + ", ".join(f"{k} {v}" for k, v in result.counts.items()))
 
