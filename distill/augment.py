@@ -163,11 +163,10 @@ class AugmentConfig:
 
     @classmethod
     def with_view_masks(cls, base: AugmentConfig | None = None) -> AugmentConfig:
-        """``base`` (default: the default config) with SpecAugment's mask counts moved into the views."""
+        """``base`` (default: the default config) with masks in its views, as many as SpecAugment's defaults."""
         from dataclasses import replace
 
-        base = base or cls()
-        return replace(base, view_time_masks=base.time_masks or 2, view_freq_masks=base.freq_masks or 2)
+        return replace(base or cls(), view_time_masks=cls.time_masks, view_freq_masks=cls.freq_masks)
 
     def view_masks_enabled(self) -> bool:
         """Whether views carry masks of their own (``view_time_masks`` / ``view_freq_masks``)."""
@@ -178,7 +177,7 @@ class AugmentConfig:
         return int(round(self.time_shift_ms * SAMPLE_RATE / 1000.0))
 
     @property
-    def time_mask_samples(self) -> int:
+    def view_time_mask_samples(self) -> int:
         """Widest view time mask in samples."""
         return int(round(self.view_time_mask_ms * SAMPLE_RATE / 1000.0))
 
@@ -354,7 +353,7 @@ def augment_waveforms(
         if freq_bands is not None:  # before the time masks, which then stay exact zeros
             _remove_bands(x, freq_bands[part])
         if time_masks is not None:
-            x[_bands_numpy(time_masks[part], config.time_mask_samples, CLIP_SAMPLES)] = 0.0
+            x[_bands_numpy(time_masks[part], config.view_time_mask_samples, CLIP_SAMPLES)] = 0.0
         np.clip(x, -1.0, 1.0, out=x)
         out[rows] = x
     return out
@@ -370,7 +369,7 @@ def _view_masks(seeds: np.ndarray, views: np.ndarray, config: AugmentConfig) -> 
         return None, None
     k_t, k_f = config.view_time_masks, config.view_freq_masks
     u = _uniforms(seeds, views, domain=_DOMAIN_VIEW_MASK, draws=2 * (k_t + k_f))
-    time_masks = u[:, : 2 * k_t] if k_t and config.time_mask_samples else None
+    time_masks = u[:, : 2 * k_t] if k_t and config.view_time_mask_samples else None
     freq_bands = None
     if k_f and config.view_freq_mask_mel > 0:
         top = float(_hz_to_mel(SAMPLE_RATE / 2))
