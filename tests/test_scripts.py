@@ -57,9 +57,28 @@ def test_bench_refuses_a_finished_student_of_another_preset(tmp_path):
         bench.check_reusable(run, arch="tcresnet", size="14-w1.5", epochs=80, feature_masks=False, soft_labels=None)
     with pytest.raises(DistillError, match="keep: best there, last asked"):
         bench.check_reusable(run, arch="tcresnet", size="14-w1.5", epochs=80, feature_masks=False, soft_labels=Path("/x/soft_labels"), keep="last")
+    with pytest.raises(DistillError, match="view_masks: False there, True asked"):
+        bench.check_reusable(run, arch="tcresnet", size="14-w1.5", epochs=80, feature_masks=False, soft_labels=Path("/x/soft_labels"), view_masks=True)
     (run / "config.json").write_text(json.dumps({"kind": "ExportConfig", "config": {}}))
     with pytest.raises(DistillError, match="holds a ExportConfig config, expected RunConfig"):
         bench.check_reusable(run, arch="tcresnet", size="14-w1.5", epochs=80, feature_masks=False, soft_labels=Path("/x/soft_labels"))
+
+
+def test_bench_refuses_stored_views_without_the_presets_masks(tmp_path):
+    from distill.augment import AugmentConfig
+    from distill.config import save_config
+    from distill.predict import PredictConfig
+
+    bench = _bench_real()
+    soft = tmp_path / "soft_labels"
+    bench.check_soft_labels(soft, view_masks=True)  # nothing predicted yet: nothing to refuse
+    soft.mkdir()
+    save_config(PredictConfig(teachers=("/x/resnet",), data="/x/data"), soft / "config.json")
+    bench.check_soft_labels(soft, view_masks=False)
+    with pytest.raises(SystemExit, match="views without masks, but this preset asks for views with"):
+        bench.check_soft_labels(soft, view_masks=True)
+    save_config(PredictConfig(teachers=("/x/resnet",), data="/x/data", augment=AugmentConfig.with_view_masks()), soft / "config.json")
+    bench.check_soft_labels(soft, view_masks=True)
 
 
 def test_seed_replicates_pairs_each_variant_with_its_twin_and_resumes(tiny_tree, tiny_soft_labels, tmp_path):
