@@ -81,6 +81,19 @@ def test_bench_refuses_stored_views_without_the_presets_masks(tmp_path):
     bench.check_soft_labels(soft, view_masks=True)
 
 
+def test_bench_plans_the_flipped_mask_pair_only_for_feature_mask_presets(tmp_path):
+    bench = _bench_real()
+    soft, pseudo = tmp_path / "soft_labels", tmp_path / "pseudo.csv"
+    feature = bench.student_plan(bench.PRESETS["cpu-hybrid"], soft=soft, pseudo=pseudo)
+    assert list(feature) == ["student_distilled", "student_no_teachers", "student_clean_views", "student_pseudo",
+                             "student_unmasked", "student_no_teachers_unmasked"]
+    assert feature["student_unmasked"] == dict(soft_labels=soft, feature_masks=False)
+    # view-mask presets: the views were labelled masked, so no unmasked pair, and no feature masks on top
+    view = bench.student_plan(bench.PRESETS["cpu-hybrid-vm"], soft=soft, pseudo=None)
+    assert list(view) == ["student_distilled", "student_no_teachers", "student_clean_views"]
+    assert not any(spec["feature_masks"] for spec in view.values())
+
+
 def test_seed_replicates_pairs_each_variant_with_its_twin_and_resumes(tiny_tree, tiny_soft_labels, tmp_path):
     out = tmp_path / "seeds"
     command = [sys.executable, str(SCRIPTS / "seed_replicates.py"), "--data", str(tiny_tree), "--out", str(out),
