@@ -24,11 +24,10 @@ interrupted prediction over a large folder resumes where it stopped.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -120,8 +119,7 @@ def adopt_soft_labels(*, reuse: Path, out: Path, config: PredictConfig) -> None:
     if not (reuse / "config.json").exists():
         raise DistillError(f"--reuse {reuse}: no soft labels there (no config.json); give a folder written by `distill teachers predict`")
     saved = load_config(PredictConfig, reuse / "config.json")
-    differing = [f.name for f in dataclasses.fields(PredictConfig)
-                 if f.name not in ("teachers", "splits", "unlabeled") and getattr(saved, f.name) != getattr(config, f.name)]
+    differing = [name for name in _differing(saved, config) if name not in ("teachers", "splits", "unlabeled")]
     if differing:
         raise DistillError(f"--reuse {reuse}: made with other {', '.join(differing)}; its soft labels cannot stand in for this run's")
     shared = [t for t in config.teachers if t in saved.teachers]
@@ -135,6 +133,48 @@ def adopt_soft_labels(*, reuse: Path, out: Path, config: PredictConfig) -> None:
 def name_seeds(names: list[str], seed: int) -> np.ndarray:
     """Per-clip seeds for unlabeled clips, stable under reordering or adding clips."""
     return np.array([(zlib.crc32(n.encode()) << 16) ^ seed for n in names], dtype=np.int64)
+
+
+def predict_config(
+    *,
+    teacher_runs: list[Path],
+    data: Path,
+    views: int = 4,
+    splits: tuple[str, ...] = ("training", "validation", "testing"),
+    unlabeled: Path | None = None,
+    mix: MixConfig = MixConfig(),
+    augment: AugmentConfig = AugmentConfig(),
+    seed: int = 0,
+    chunk: int = 2048,
+) -> PredictConfig:
+    """The configuration ``predict_soft_labels`` records for these options (paths resolved, as saved)."""
+    return PredictConfig(
+        teachers=tuple(str(Path(r).resolve()) for r in teacher_runs), data=str(Path(data).resolve()), views=views, splits=tuple(splits),
+        unlabeled=str(Path(unlabeled).resolve()) if unlabeled else None, mix=mix, augment=augment, seed=seed, chunk=chunk,
+    )
+
+
+def _differing(saved, wanted, prefix: str = "") -> list[str]:
+    """Names of the fields that differ, nested dataclasses down to their own fields (``augment.view_time_masks``)."""
+    names = []
+    for f in fields(wanted):
+        a, b = getattr(saved, f.name), getattr(wanted, f.name)
+        if a != b:
+            names += _differing(a, b, f"{prefix}{f.name}.") if is_dataclass(a) and is_dataclass(b) else [prefix + f.name]
+    return names
+
+
+def refuse_other_predictions(out: Path, config: PredictConfig) -> None:
+    """Raise if ``out`` holds soft labels made with options other than ``config``, naming them.
+
+    A finished folder is complete on disk, so a driver that skips finished stages calls this first:
+    otherwise it would hand a student views or teachers it did not ask for.
+    """
+    if not (Path(out) / "config.json").exists():
+        return
+    differing = _differing(load_config(PredictConfig, Path(out) / "config.json"), config)
+    if differing:
+        raise DistillError(f"{out} holds soft labels made with other {', '.join(differing)}; use a new --out, or the same options to resume")
 
 
 def predict_soft_labels(
@@ -168,14 +208,11 @@ def predict_soft_labels(
     names = [teacher_name(r) for r in teacher_runs]
     if len(set(names)) != len(names):
         raise DistillError(f"teacher run folders must have distinct names, got {names}")
-    config = PredictConfig(
-        teachers=tuple(str(Path(r).resolve()) for r in teacher_runs), data=str(Path(data).resolve()), views=views, splits=tuple(splits),
-        unlabeled=str(Path(unlabeled).resolve()) if unlabeled else None, mix=mix, augment=augment, seed=seed, chunk=chunk,
-    )
+    config = predict_config(teacher_runs=teacher_runs, data=data, views=views, splits=splits, unlabeled=unlabeled, mix=mix, augment=augment,
+                            seed=seed, chunk=chunk)
     out = Path(out)
     fresh = not (out / "config.json").exists()
-    if not fresh and load_config(PredictConfig, out / "config.json") != config:
-        raise DistillError(f"{out} holds soft labels made with other options; use a new --out or the same options to resume")
+    refuse_other_predictions(out, config)
     if reuse is not None:
         adopt_soft_labels(reuse=reuse, out=out, config=config)  # checks ``reuse`` before anything is written
     if fresh:

@@ -97,19 +97,6 @@ def check_reusable(run: Path, *, arch: str, size: str, epochs: int, feature_mask
                                     "pseudo": bool(pseudo), "keep": keep, "view_masks": bool(view_masks)})
 
 
-def check_soft_labels(soft: Path, *, view_masks: bool) -> None:
-    """Refuse stored predictions whose views disagree with the preset's view masks (they are skipped when complete)."""
-    from distill.config import load_config
-    from distill.predict import PredictConfig
-
-    if not (soft / "config.json").exists():
-        return
-    stored = load_config(PredictConfig, soft / "config.json").augment.view_masks_enabled()
-    if stored != view_masks:
-        raise SystemExit(f"{soft} holds views {'with' if stored else 'without'} masks, but this preset asks for views "
-                         f"{'with' if view_masks else 'without'}; move that folder aside or use another --out")
-
-
 def student_plan(preset: Preset, *, soft: Path, pseudo: Path | None) -> dict[str, dict]:
     """The students a preset fits, by run-folder name: the main pair first, then the ablations."""
     masks = preset.feature_masks
@@ -175,12 +162,14 @@ def main() -> None:
 
     soft = out / "soft_labels"
     from distill.augment import AugmentConfig
-    from distill.predict import predict_soft_labels
+    from distill.predict import predict_config, predict_soft_labels, refuse_other_predictions
 
     augment = AugmentConfig.with_view_masks() if preset.view_masks else AugmentConfig()
-    check_soft_labels(soft, view_masks=preset.view_masks)
+    prediction = dict(teacher_runs=teacher_dirs, data=args.data, views=preset.views, unlabeled=args.kaggle_test, augment=augment)
+    # a finished folder of another preset (other views, teachers or masks) is refused, not skipped as done
+    refuse_other_predictions(soft, predict_config(**prediction))
     stage("predict", lambda: (soft / "testing" / f"logits_{teacher_dirs[-1].name}.npy").exists() and (not args.kaggle_test or (soft / "unlabeled" / f"logits_{teacher_dirs[-1].name}.npy").exists()),
-          lambda: predict_soft_labels(teacher_runs=teacher_dirs, data=args.data, out=soft, views=preset.views, unlabeled=args.kaggle_test, augment=augment, progress=False))
+          lambda: predict_soft_labels(out=soft, progress=False, **prediction))
     from distill.report import teacher_report
 
     teacher_report(soft_labels=soft, out=out / "teacher_report")

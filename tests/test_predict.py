@@ -11,7 +11,7 @@ from distill.augment import AugmentConfig, augment_waveforms
 from distill.data import materialize, open_dataset
 from distill.errors import DistillError
 from distill.metrics import softmax
-from distill.predict import ensemble_probabilities, load_soft_labels, predict_soft_labels
+from distill.predict import ensemble_probabilities, load_soft_labels, predict_config, predict_soft_labels, refuse_other_predictions
 from distill.report import teacher_report
 from distill.train import load_run, make_predictor
 
@@ -50,8 +50,14 @@ def test_predict_shapes_alignment_and_resume(teacher_runs, tiny_tree, tmp_path):
     before = (out / "validation" / "logits_resnet.npy").stat().st_mtime_ns
     predict_soft_labels(teacher_runs=teacher_runs, data=tiny_tree, out=out, views=3, chunk=16, progress=False)
     assert (out / "validation" / "logits_resnet.npy").stat().st_mtime_ns == before
-    with pytest.raises(DistillError, match="other options"):
+    with pytest.raises(DistillError, match="made with other views;"):
         predict_soft_labels(teacher_runs=teacher_runs, data=tiny_tree, out=out, views=2, chunk=16, progress=False)
+    # the check a driver runs before skipping a finished folder names nested fields too
+    asked = predict_config(teacher_runs=teacher_runs, data=tiny_tree, views=3, chunk=16, augment=AugmentConfig.with_view_masks())
+    with pytest.raises(DistillError, match=r"other augment\.view_time_masks, augment\.view_freq_masks;"):
+        refuse_other_predictions(out, asked)
+    refuse_other_predictions(out, predict_config(teacher_runs=teacher_runs, data=tiny_tree, views=3, chunk=16))
+    refuse_other_predictions(tmp_path / "nothing_yet", asked)
 
 
 def test_predict_resumes_from_saved_chunks(teacher_runs, tiny_tree, tmp_path, monkeypatch):

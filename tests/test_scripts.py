@@ -64,23 +64,6 @@ def test_bench_refuses_a_finished_student_of_another_preset(tmp_path):
         bench.check_reusable(run, arch="tcresnet", size="14-w1.5", epochs=80, feature_masks=False, soft_labels=Path("/x/soft_labels"))
 
 
-def test_bench_refuses_stored_views_without_the_presets_masks(tmp_path):
-    from distill.augment import AugmentConfig
-    from distill.config import save_config
-    from distill.predict import PredictConfig
-
-    bench = _bench_real()
-    soft = tmp_path / "soft_labels"
-    bench.check_soft_labels(soft, view_masks=True)  # nothing predicted yet: nothing to refuse
-    soft.mkdir()
-    save_config(PredictConfig(teachers=("/x/resnet",), data="/x/data"), soft / "config.json")
-    bench.check_soft_labels(soft, view_masks=False)
-    with pytest.raises(SystemExit, match="views without masks, but this preset asks for views with"):
-        bench.check_soft_labels(soft, view_masks=True)
-    save_config(PredictConfig(teachers=("/x/resnet",), data="/x/data", augment=AugmentConfig.with_view_masks()), soft / "config.json")
-    bench.check_soft_labels(soft, view_masks=True)
-
-
 def test_bench_plans_the_flipped_mask_pair_only_for_feature_mask_presets(tmp_path):
     bench = _bench_real()
     soft, pseudo = tmp_path / "soft_labels", tmp_path / "pseudo.csv"
