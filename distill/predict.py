@@ -135,23 +135,16 @@ def name_seeds(names: list[str], seed: int) -> np.ndarray:
     return np.array([(zlib.crc32(n.encode()) << 16) ^ seed for n in names], dtype=np.int64)
 
 
-def predict_config(
-    *,
-    teacher_runs: list[Path],
-    data: Path,
-    views: int = 4,
-    splits: tuple[str, ...] = ("training", "validation", "testing"),
-    unlabeled: Path | None = None,
-    mix: MixConfig = MixConfig(),
-    augment: AugmentConfig = AugmentConfig(),
-    seed: int = 0,
-    chunk: int = 2048,
-) -> PredictConfig:
-    """The configuration ``predict_soft_labels`` records for these options (paths resolved, as saved)."""
-    return PredictConfig(
-        teachers=tuple(str(Path(r).resolve()) for r in teacher_runs), data=str(Path(data).resolve()), views=views, splits=tuple(splits),
-        unlabeled=str(Path(unlabeled).resolve()) if unlabeled else None, mix=mix, augment=augment, seed=seed, chunk=chunk,
-    )
+def predict_config(*, teacher_runs: list[Path], data: Path, unlabeled: Path | None = None, **options) -> PredictConfig:
+    """The configuration ``predict_soft_labels`` records for these options (paths resolved, as saved).
+
+    ``options`` are PredictConfig's other fields (views, splits, mix, augment, seed, chunk); its own
+    defaults stand for any left out, so they are written down once.
+    """
+    if "splits" in options:
+        options["splits"] = tuple(options["splits"])
+    return PredictConfig(teachers=tuple(str(Path(r).resolve()) for r in teacher_runs), data=str(Path(data).resolve()),
+                         unlabeled=str(Path(unlabeled).resolve()) if unlabeled else None, **options)
 
 
 def _differing(saved, wanted, prefix: str = "") -> list[str]:
