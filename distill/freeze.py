@@ -163,6 +163,8 @@ def fold_constant_nodes(graph_def, *, keep: tuple[str, ...] = ()):
     out.CopyFrom(graph_def)
     replaced = {}
     for name, value in zip(targets, values):
+        if value.dtype in (tf.variant, tf.resource):  # an RNN's TensorList handle has no constant form; it stays computed
+            continue
         array = value.numpy()
         if array.nbytes > _FOLD_MAX_BYTES:
             continue

@@ -281,17 +281,22 @@ def tf14_evaluate(out: Path, data: Path, exports: dict) -> None:
 
 def write_report(out: Path, preset: Preset, teacher_dirs, students, timings, args) -> None:
     from distill.crossfit import fold_runs
+    from distill.footprint import run_footprint
     from distill.io import read_json, write_json, write_text
 
     rows = []
     for d in teacher_dirs:
+        fp = run_footprint(d)
         for run in fold_runs(d) or [d]:  # a fold group: a row per fold, each trained without one fold of speakers
             m = read_json(run / "metrics.json")
             name = d.name if run == d else f"{d.name} {run.name}"
-            rows.append({"model": f"teacher {name}/{m['size']}", "params": m["params"], "validation": m["validation"]["accuracy"], "test": m["test"]["accuracy"]})
+            rows.append({"model": f"teacher {name}/{m['size']}", "params": m["params"], "float32_bytes": fp.float32_bytes, "macs": fp.macs,
+                         "pi3_ms": fp.pi3_ms, "validation": m["validation"]["accuracy"], "test": m["test"]["accuracy"]})
     rep = read_json(out / "teacher_report" / "report.json")
     ens = {r["split"]: r["accuracy"] for r in rep["rows"] if r["model"] == "ensemble"}
-    rows.append({"model": "teacher ensemble", "params": sum(r["params"] for r in rows), "validation": ens.get("validation"), "test": ens.get("testing")})
+    # every member runs on a clip, so sizes and MACs add up; latency does not (threads), so it stays blank
+    rows.append({"model": "teacher ensemble", **{k: sum(r[k] for r in rows) for k in ("params", "float32_bytes", "macs")},
+                 "validation": ens.get("validation"), "test": ens.get("testing")})
     for name in students:
         if not done(out / name):
             continue
@@ -326,7 +331,7 @@ def write_report(out: Path, preset: Preset, teacher_dirs, students, timings, arg
     for r in rows:
         macs = f"{r['macs'] / 1e6:.1f} M" if r.get("macs") else ""
         ms = f"{r['pi3_ms']:.1f}" if r.get("pi3_ms") is not None else ""
-        size = r.get("graph_bytes") or r.get("float32_bytes") or ""
+        size = f"{r['graph_bytes']:,} (graph)" if r.get("graph_bytes") else f"{r['float32_bytes']:,} (float32)" if r.get("float32_bytes") else ""
         lines.append(f"| {r['model']} | {r['params']:,} | {size} | {macs} | {ms} | {pct(r['validation'])} | {pct(r['test'])} | {pct(r.get('test_at_kaggle_mix'))} |")
     recall = ""
     if (out / "tf14_eval.json").exists():

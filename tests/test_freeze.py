@@ -116,3 +116,12 @@ def test_tf14_runs_the_frozen_graph_like_tf2():
     np.testing.assert_allclose(via_wav.outputs["decoded_sample_data:0"][:, 0], pcm, atol=1e-6)
     assert int(via_wav.outputs["decoded_sample_data:1"]) == 16000
     np.testing.assert_allclose(via_wav.outputs["labels_softmax:0"], _reference(fn, pcm.astype(np.float32)), atol=1e-5)
+
+
+def test_a_recurrent_loop_is_refused_by_name_not_by_a_constant_folding_crash():
+    from distill.train import RunConfig, build_model
+
+    model = build_model(RunConfig(family="teacher", arch="crnn", data="unused", size="toy", feature_masks=False))
+    # the loop's TensorList handle cannot become a constant; folding leaves it, and the TF 1.4 check names the ops
+    with pytest.raises(DistillError, match="TensorList"):
+        freeze_waveform_model(lambda x: model(x, training=False))
