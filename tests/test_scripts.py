@@ -130,3 +130,37 @@ def test_bench_counts_a_fold_group_done_only_when_every_fold_is(tmp_path):
     (group / "fold1" / "metrics.json").write_text("{}")
     assert bench.done(group)
     assert not bench.done(tmp_path / "resnet")  # not trained at all
+
+
+def test_bench_report_gives_every_teacher_row_its_footprint(tmp_path):
+    import argparse
+
+    from distill.config import save_config
+    from distill.footprint import run_footprint
+    from distill.train import RunConfig
+
+    bench = _bench_real()
+    out = tmp_path / "bench"
+    scores = {"validation": {"accuracy": 0.9}, "test": {"accuracy": 0.8}}
+    # a recurrent teacher (whose loop once kept the row blank) and a fold group, whose folds share one footprint
+    teachers = {out / "teachers" / "crnn": [out / "teachers" / "crnn"],
+                out / "teachers" / "resnet-cf": [out / "teachers" / "resnet-cf" / f"fold{k}" for k in (0, 1)]}
+    for group, runs in teachers.items():
+        for run in runs:
+            run.mkdir(parents=True)
+            save_config(RunConfig(family="teacher", arch=group.name.removesuffix("-cf"), data="/x", size="toy"), run / "config.json")
+            (run / "metrics.json").write_text(json.dumps({"size": "toy", "params": 10, **scores}))
+    (out / "teacher_report").mkdir()
+    (out / "teacher_report" / "report.json").write_text(json.dumps(
+        {"rows": [{"model": "ensemble", "split": "validation", "accuracy": 0.95}, {"model": "ensemble", "split": "testing", "accuracy": 0.85}],
+         "agreement": {}}))
+    args = argparse.Namespace(data=tmp_path / "data", preset="smoke", kaggle_labels=None)
+    bench.write_report(out, bench.PRESETS["smoke"], list(teachers), {}, {}, args)
+
+    rows = json.loads((out / "report.json").read_text())["rows"]
+    crnn, resnet = run_footprint(out / "teachers" / "crnn"), run_footprint(out / "teachers" / "resnet-cf")
+    assert [r["macs"] for r in rows[:3]] == [crnn.macs, resnet.macs, resnet.macs]
+    assert all(r["pi3_ms"] > 0 and r["float32_bytes"] > 0 for r in rows[:3])
+    ensemble = rows[3]
+    assert ensemble["model"] == "teacher ensemble" and ensemble["macs"] == crnn.macs + 2 * resnet.macs and ensemble.get("pi3_ms") is None
+    assert f"{crnn.float32_bytes:,} (float32)" in (out / "report.md").read_text()
