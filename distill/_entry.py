@@ -7,6 +7,6 @@ for TensorFlow's import (seconds) before doing any work.
 
 
 def main() -> None:
-    from .cli import main as cli_main
+    from distill.cli import main as cli_main
 
     cli_main()

@@ -34,16 +34,17 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from distill.augment import AugmentConfig, augment_waveforms
-    from distill.data import MixConfig, make_examples, materialize, open_dataset
-    from distill.features import FrontendConfig, frontend_tf
-    from distill.train import prefetch
+    from distill.data.augment import AugmentConfig, augment_waveforms
+    from distill.data.cache import open_dataset
+    from distill.data.examples import MixConfig, make_examples, materialize
+    from distill.layers.frontend import FrontendConfig, frontend_tf
+    from distill.training.fit import prefetch
 
     work = Path(tempfile.mkdtemp(prefix="bench_data_"))
     try:
         data = args.data
         if data is None:
-            from distill.synth import SynthConfig, synthesize_dataset
+            from distill.data.synth import SynthConfig, synthesize_dataset
 
             data = synthesize_dataset(out=work / "synth", config=SynthConfig(), progress=False).out
         cache_home = work / "cache"

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from distill.compliance import pi_estimate as pe  # noqa: E402
+from distill.compliance.reference_graphs import REFERENCES, count_params, reference_graph  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from distill import pi_estimate as pe  # noqa: E402
-from distill.reference_graphs import REFERENCES, count_params, reference_graph  # noqa: E402
 
 
 def variants() -> dict:
@@ -56,7 +57,7 @@ def variants() -> dict:
 
 
 def timing(rounds: int, repeats: int, nice: int | None) -> dict:
-    from distill import tf14
+    from distill.compliance import tf14
 
     clip = np.random.default_rng(0).uniform(-0.5, 0.5, size=(16000, 1)).astype(np.float32)
     feeds = {"decoded_sample_data:0": clip, "decoded_sample_data:1": np.int32(16000)}

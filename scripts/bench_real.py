@@ -76,7 +76,7 @@ def log(msg: str) -> None:
 
 def done(run: Path) -> bool:
     """A finished run, or a fold group whose every fold has finished."""
-    from distill.crossfit import fold_runs
+    from distill.training.crossfit import fold_runs
 
     runs = fold_runs(run) or [run]
     return all((r / "metrics.json").exists() for r in runs)
@@ -90,7 +90,7 @@ def check_reusable(run: Path, *, arch: str, size: str, epochs: int, feature_mask
     preset would report the old student as the new one. The bench reads ``metrics.json`` back
     without re-scoring, so unlike the seed drivers it also insists on the kept checkpoint.
     """
-    from distill.student import refuse_other_run
+    from distill.training.student_fit import refuse_other_run
 
     refuse_other_run(run, expected={"arch": arch, "size": size, "epochs": epochs, "feature_masks": bool(feature_masks),
                                     "teachers": soft_labels is not None, "max_views": max_views if soft_labels is not None else None,
@@ -132,9 +132,9 @@ def main() -> None:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
 
-    from distill.student import fit_student
-    from distill.teachers_train import train_teachers
-    from distill.train import ScheduleConfig
+    from distill.training.fit import ScheduleConfig
+    from distill.training.student_fit import fit_student
+    from distill.training.teacher_fit import train_teachers
 
     started = time.time()
     timings: dict[str, float] = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
@@ -161,8 +161,8 @@ def main() -> None:
                 jobs=args.jobs, resume=True, progress=False))
 
     soft = out / "soft_labels"
-    from distill.augment import AugmentConfig
-    from distill.predict import predict_config, predict_soft_labels, refuse_other_predictions
+    from distill.data.augment import AugmentConfig
+    from distill.training.soft_labels import predict_config, predict_soft_labels, refuse_other_predictions
 
     augment = AugmentConfig.with_view_masks() if preset.view_masks else AugmentConfig()
     prediction = dict(teacher_runs=teacher_dirs, data=args.data, views=preset.views, unlabeled=args.kaggle_test, augment=augment)
@@ -170,7 +170,7 @@ def main() -> None:
     refuse_other_predictions(soft, predict_config(**prediction))
     stage("predict", lambda: (soft / "testing" / f"logits_{teacher_dirs[-1].name}.npy").exists() and (not args.kaggle_test or (soft / "unlabeled" / f"logits_{teacher_dirs[-1].name}.npy").exists()),
           lambda: predict_soft_labels(out=soft, progress=False, **prediction))
-    from distill.report import teacher_report
+    from distill.training.teacher_report import teacher_report
 
     teacher_report(soft_labels=soft, out=out / "teacher_report")
 
@@ -191,11 +191,11 @@ def main() -> None:
     final_student = out / "student_distilled"
     calibration = out / "calibration"
     if args.kaggle_test:
-        from distill.calibrate_student import calibrate_student
+        from distill.calibration.student_calibration import calibrate_student
 
         stage("calibrate", lambda: (calibration / "calibration.json").exists(),
               lambda: calibrate_student(run=final_student, unlabeled=args.kaggle_test, out=calibration, expected_mix=dict(KAGGLE_PRIOR), progress=False))
-    from distill.export import export_student
+    from distill.export.student_export import export_student
 
     exports = {"export_uncalibrated": None, "export": calibration if args.kaggle_test else None}
     for name, cal in exports.items():
@@ -204,7 +204,7 @@ def main() -> None:
     stage("tf14_eval", lambda: (out / "tf14_eval.json").exists(), lambda: tf14_evaluate(out, args.data, exports))
     stage("student confusion", lambda: (out / "confusion_student_testing.png").exists(), lambda: student_confusion(out, args.data))
     if args.kaggle_test:
-        from distill.submit import write_submission
+        from distill.submission.submit import write_submission
 
         stage("submit", lambda: (out / "submission.csv").exists(),
               lambda: write_submission(model=out / "export" / "model.pb", test_dir=args.kaggle_test, out=out / "submission.csv", progress=False))
@@ -217,7 +217,7 @@ def main() -> None:
     # the ablations last, so the main table lands first
     for name in list(students)[2:]:
         if name == "student_pseudo":
-            from distill.pseudo import select_pseudo_labels
+            from distill.training.pseudo import select_pseudo_labels
 
             stage("pseudo select", lambda: (out / "pseudo.csv").exists(), lambda: select_pseudo_labels(soft_labels=soft, out=out / "pseudo.csv"))
         ablation(name)
@@ -233,17 +233,18 @@ KAGGLE_PRIOR = {"silence": 0.09, "unknown": 0.53}
 def kaggle_prior():
     import numpy as np
 
-    from distill.calibrate_student import expected_prior
-    from distill.labels import NUM_CLASSES
+    from distill.calibration.student_calibration import expected_prior
+    from distill.core.labels import NUM_CLASSES
 
     return expected_prior(KAGGLE_PRIOR, np.ones(NUM_CLASSES))  # a uniform reference: the ten words share the rest equally
 
 
 def student_confusion(out: Path, data: Path) -> None:
     """Confusion matrix PNG of the distilled student on the test split (where silence and unknown still fail)."""
-    from distill.data import materialize, open_dataset
-    from distill.report import save_confusion_png
-    from distill.train import evaluation_examples, load_run, make_predictor
+    from distill.data.cache import open_dataset
+    from distill.data.examples import materialize
+    from distill.training.fit import evaluation_examples, load_run, make_predictor
+    from distill.training.teacher_report import save_confusion_png
 
     config, model = load_run(out / "student_distilled")
     dataset = open_dataset(Path(data), progress=False)
@@ -257,12 +258,13 @@ def tf14_evaluate(out: Path, data: Path, exports: dict) -> None:
     """Accuracy of each exported graph on the test split, computed by TensorFlow 1.4 itself."""
     import numpy as np
 
-    from distill.calibrate import weighted_accuracy
-    from distill.data import materialize, open_dataset
-    from distill.io import write_json
-    from distill.metrics import classification_report
-    from distill.tf14 import run_graph_batch
-    from distill.train import evaluation_examples, load_run
+    from distill.calibration.prior_shift import weighted_accuracy
+    from distill.compliance.tf14 import run_graph_batch
+    from distill.core.io import write_json
+    from distill.core.metrics import classification_report
+    from distill.data.cache import open_dataset
+    from distill.data.examples import materialize
+    from distill.training.fit import evaluation_examples, load_run
 
     config, _ = load_run(out / "student_distilled")
     dataset = open_dataset(Path(data), progress=False)
@@ -280,9 +282,9 @@ def tf14_evaluate(out: Path, data: Path, exports: dict) -> None:
 
 
 def write_report(out: Path, preset: Preset, teacher_dirs, students, timings, args) -> None:
-    from distill.crossfit import fold_runs
-    from distill.footprint import run_footprint
-    from distill.io import read_json, write_json, write_text
+    from distill.compliance.footprint import run_footprint
+    from distill.core.io import read_json, write_json, write_text
+    from distill.training.crossfit import fold_runs
 
     rows = []
     for d in teacher_dirs:
@@ -315,7 +317,7 @@ def write_report(out: Path, preset: Preset, teacher_dirs, students, timings, arg
                          "validation": tf14[f"{name}/validation"]["accuracy"], "test": tf14[f"{name}/testing"]["accuracy"],
                          "test_at_kaggle_mix": tf14[f"{name}/testing"]["expected_accuracy_at_kaggle_mix"], "checks_passed": (manifest.get("checks") or {}).get("passed")})
     if (out / "submission.csv").exists() and args.kaggle_labels:
-        from distill.submit import score_submission
+        from distill.submission.submit import score_submission
 
         rows_agreement = score_submission(out / "submission.csv", args.kaggle_labels)
         report_extra = {"kaggle_sample_agreement_with_winners": rows_agreement}

@@ -2,7 +2,7 @@
 """Submission throughput on this machine, as JSON.
 
 Builds a default-size student (``--arch``, random weights: speed does not
-depend on them), freezes it with ``distill.freeze.freeze_waveform_model`` (and,
+depend on them), freezes it with ``distill.export.freeze.freeze_waveform_model`` (and,
 with ``--fold-bn``, folds batch norms the way ``distill export`` does), writes
 a folder of ``--clips`` generated 1 s clips, then measures
 
@@ -42,7 +42,7 @@ KAGGLE_TEST_CLIPS = 158_538
 def _write_clips(folder: Path, n: int) -> None:
     import numpy as np
 
-    from distill.freeze import wav_bytes
+    from distill.export.freeze import wav_bytes
 
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -67,7 +67,7 @@ def _timed(fn, repeat: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=2000, help="generated test clips")
-    parser.add_argument("--arch", default="dscnn", help="student architecture (distill.registry.STUDENTS)")
+    parser.add_argument("--arch", default="dscnn", help="student architecture (distill.core.registry.STUDENTS)")
     parser.add_argument("--size", default="default", help="student size preset")
     parser.add_argument("--threads", type=int, default=2, help="concurrent graph calls (TF inter-op threads; 1 intra-op)")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -78,15 +78,15 @@ def main() -> None:
                         help="fold batch norms like `distill export` (default on)")
     args = parser.parse_args()
 
-    from distill.submit import configure_threads
+    from distill.submission.submit import configure_threads
 
     configure_threads(1, args.threads)
     import numpy as np
 
-    from distill.data import decode_wav
-    from distill.freeze import freeze_waveform_model, graph_summary
-    from distill.registry import STUDENTS
-    from distill.submit import GraphPredictor, write_submission
+    from distill.core.registry import STUDENTS
+    from distill.data.wav import decode_wav
+    from distill.export.freeze import freeze_waveform_model, graph_summary
+    from distill.submission.submit import GraphPredictor, write_submission
 
     work = Path(tempfile.mkdtemp(prefix="bench_submit_"))
     try:
@@ -96,7 +96,7 @@ def main() -> None:
         folded = 0
         if args.fold_bn:
             try:
-                from distill.export import fold_batch_norms
+                from distill.export.student_export import fold_batch_norms
 
                 graph, folded = fold_batch_norms(graph)  # (graph, number of folded layers)
             except ImportError:

@@ -31,9 +31,9 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from distill.distillation import distillation_loss
-    from distill.registry import TEACHERS
-    from distill.train import RunConfig, build_model, make_predictor
+    from distill.core.registry import TEACHERS
+    from distill.training.fit import RunConfig, build_model, make_predictor
+    from distill.training.loss import distillation_loss
 
     rng = np.random.default_rng(0)
     x = (0.1 * rng.standard_normal((args.batch_size, 16000))).astype(np.float32)

@@ -24,8 +24,8 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="finished run folders (with metrics.json and checkpoints/last.npz)")
     args = parser.parse_args()
 
-    from distill.io import read_json
-    from distill.train import CHECKPOINTS, kept_checkpoint, score_run
+    from distill.core.io import read_json
+    from distill.training.fit import CHECKPOINTS, kept_checkpoint, score_run
 
     datasets: dict = {}
     for run in args.runs:

@@ -17,11 +17,12 @@ import json
 import sys
 from pathlib import Path
 
+from distill.compliance import tf14  # noqa: E402
+from distill.core.io import write_text  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from distill import tf14  # noqa: E402
-from distill.io import write_text  # noqa: E402
 
 
 def attr_value_to_json(value, attr_type: str):

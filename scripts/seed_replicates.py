@@ -33,14 +33,14 @@ def run_name(variant: str | None, seed: int) -> str:
 
 
 def spec_for(args: argparse.Namespace, soft_labels: Path | None, seed: int):
-    from distill.student import StudentRunSpec
+    from distill.training.student_fit import StudentRunSpec
 
     return StudentRunSpec(data=args.data, arch=args.arch, size=args.size, epochs=args.epochs, seed=seed, soft_labels=soft_labels,
                           feature_masks=args.feature_masks, view_masks=args.view_masks, mixup=args.mixup, keep=args.keep, weight_bits=args.weight_bits)
 
 
 def fit_or_read(args: argparse.Namespace, variant: str | None, soft_labels: Path | None, seed: int) -> dict:
-    from distill.student import fit_or_read_student
+    from distill.training.student_fit import fit_or_read_student
 
     name = run_name(variant, seed)
     scores = fit_or_read_student(args.out / name, spec=spec_for(args, soft_labels, seed), log=args.out / f"{name}.log")
@@ -66,7 +66,7 @@ def summarize(rows: list[dict], variants: list[str]) -> dict:
 
 
 def main() -> None:
-    from distill.train import KEEP_CHOICES
+    from distill.training.fit import KEEP_CHOICES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
@@ -93,8 +93,8 @@ def main() -> None:
             parser.error(f"--variant {spec!r}: expected NAME=SOFT_LABELS_DIR with a name other than 'twin'")
         variants[name] = Path(folder)
     args.out.mkdir(parents=True, exist_ok=True)
-    from distill.errors import DistillError
-    from distill.io import write_json
+    from distill.core.errors import DistillError
+    from distill.core.io import write_json
 
     jobs = [(None, None, seed) for seed in args.seeds] + [(name, folder, seed) for seed in args.seeds for name, folder in variants.items()]
     try:

@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def fit_or_read(args: argparse.Namespace, name: str, settings: dict) -> dict:
-    from distill.student import StudentRunSpec, fit_or_read_student
+    from distill.training.student_fit import StudentRunSpec, fit_or_read_student
 
     started = time.time()
     spec = StudentRunSpec(data=args.data, arch=args.arch, size=args.size, epochs=args.epochs, seed=args.seed,
@@ -41,7 +41,7 @@ def fit_or_read(args: argparse.Namespace, name: str, settings: dict) -> dict:
 
 
 def main() -> None:
-    from distill.train import KEEP_CHOICES
+    from distill.training.fit import KEEP_CHOICES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
@@ -68,7 +68,7 @@ def main() -> None:
     }
     if args.twin:
         runs["twin"] = {"teachers": False}
-    from distill.errors import DistillError
+    from distill.core.errors import DistillError
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:

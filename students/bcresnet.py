@@ -59,8 +59,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from distill.features import FrontendConfig
-from distill.models import (
+from distill.core.registry import STUDENTS
+from distill.layers.blocks import (
     BN_EPSILON,
     BN_MOMENTUM,
     Seeds,
@@ -72,8 +72,7 @@ from distill.models import (
     resolve_size,
     waveform_input,
 )
-from distill.registry import STUDENTS
-
+from distill.layers.frontend import FrontendConfig
 
 DEFAULT_FRONTEND = FrontendConfig()  # 40 log-mel bins, 30 ms windows every 10 ms: 98 x 40
 

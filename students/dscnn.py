@@ -40,9 +40,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from distill.features import FrontendConfig
-from distill.models import Seeds, apply_hook, classifier_head, conv_bn_relu, features, input_normalization, resolve_size, waveform_input
-from distill.registry import STUDENTS
+from distill.core.registry import STUDENTS
+from distill.layers.blocks import Seeds, apply_hook, classifier_head, conv_bn_relu, features, input_normalization, resolve_size, waveform_input
+from distill.layers.frontend import FrontendConfig
 
 DEFAULT_FRONTEND = FrontendConfig(kind="mfcc", window_ms=40.0, stride_ms=20.0, num_mfcc=10)
 

@@ -43,9 +43,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from distill.features import FrontendConfig
-from distill.models import Seeds, apply_hook, classifier_head, conv_bn_relu, features, input_normalization, resolve_size, waveform_input
-from distill.registry import STUDENTS
+from distill.core.registry import STUDENTS
+from distill.layers.blocks import Seeds, apply_hook, classifier_head, conv_bn_relu, features, input_normalization, resolve_size, waveform_input
+from distill.layers.frontend import FrontendConfig
 
 DEFAULT_FRONTEND = FrontendConfig(kind="mfcc", num_mfcc=40)
 

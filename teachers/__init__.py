@@ -1,1 +1,1 @@
-"""Teacher architectures: large, unconstrained nets, one per file, registered in ``distill.registry.TEACHERS``."""
+"""Teacher architectures: large, unconstrained nets, one per file, registered in ``distill.core.registry.TEACHERS``."""

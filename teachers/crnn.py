@@ -43,8 +43,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from distill.features import FrontendConfig
-from distill.models import (
+from distill.core.registry import TEACHERS
+from distill.layers.blocks import (
     Seeds,
     apply_hook,
     classifier_head,
@@ -54,8 +54,7 @@ from distill.models import (
     resolve_size,
     waveform_input,
 )
-from distill.registry import TEACHERS
-
+from distill.layers.frontend import FrontendConfig
 
 DEFAULT_FRONTEND = FrontendConfig()  # 40 log-mel bins, 30 ms windows every 10 ms: 98 x 40
 

@@ -27,13 +27,13 @@ small    135.9 k     3.03 M
 
 from __future__ import annotations
 
+from distill.core.registry import TEACHERS
+from distill.layers.blocks import resolve_size
+from distill.layers.frontend import FrontendConfig
 from students.tcresnet import DEFAULT_FRONTEND  # noqa: F401  (the front-end is the student's: 98x40 MFCC)
+from students.tcresnet import _TC14
 from students.tcresnet import SIZES as STUDENT_SIZES
-from students.tcresnet import _TC14, _scaled, tcresnet_model
-
-from distill.features import FrontendConfig
-from distill.models import resolve_size
-from distill.registry import TEACHERS
+from students.tcresnet import _scaled, tcresnet_model
 
 SIZES = {
     "toy": STUDENT_SIZES["toy"],

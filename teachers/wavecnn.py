@@ -39,11 +39,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from distill.features import FrontendConfig
-from distill.models import Seeds, apply_hook, classifier_head, conv_bn_relu, resolve_size, waveform_input
-from distill.labels import CLIP_SAMPLES
-from distill.registry import TEACHERS
-
+from distill.core.labels import CLIP_SAMPLES
+from distill.core.registry import TEACHERS
+from distill.layers.blocks import Seeds, apply_hook, classifier_head, conv_bn_relu, resolve_size, waveform_input
+from distill.layers.frontend import FrontendConfig
 
 DEFAULT_FRONTEND = None  # raw waveform: no spectral front-end
 

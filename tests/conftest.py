@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import random
 
+import numpy as np
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
-import numpy as np
-import pytest
 
 
 def _limit_tensorflow_threads() -> None:
@@ -43,7 +44,7 @@ TINY_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "
 
 
 def _speakers_for_every_split(per_split: int) -> list[str]:
-    from distill.splits import SPLITS, which_set
+    from distill.data.splits import SPLITS, which_set
 
     chosen: dict[str, list[str]] = {s: [] for s in SPLITS}
     i = 0
@@ -58,7 +59,7 @@ def _speakers_for_every_split(per_split: int) -> list[str]:
 
 def write_tiny_tree(root, *, per_split: int = 3, seed: int = 0):
     """A Speech Commands-shaped tree where each word is a distinct chirp: learnable in a few steps."""
-    from distill.labels import BACKGROUND_NOISE_DIR
+    from distill.core.labels import BACKGROUND_NOISE_DIR
 
     rng = np.random.default_rng(seed)
     t = np.arange(16000) / 16000.0
@@ -99,7 +100,7 @@ def _private_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def teacher_runs(tiny_tree, tmp_path_factory):
     """Two toy teachers of different families, trained for one epoch on the tiny tree."""
-    from distill.train import RunConfig, ScheduleConfig, fit
+    from distill.training.fit import RunConfig, ScheduleConfig, fit
 
     root = tmp_path_factory.mktemp("teachers")
     runs = []
@@ -111,7 +112,7 @@ def teacher_runs(tiny_tree, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_soft_labels(teacher_runs, tiny_tree, tiny_unlabeled, tmp_path_factory):
-    from distill.predict import predict_soft_labels
+    from distill.training.soft_labels import predict_soft_labels
 
     out = tmp_path_factory.mktemp("soft") / "soft"
     predict_soft_labels(teacher_runs=teacher_runs, data=tiny_tree, out=out, views=2, unlabeled=tiny_unlabeled, progress=False)
@@ -121,8 +122,8 @@ def tiny_soft_labels(teacher_runs, tiny_tree, tiny_unlabeled, tmp_path_factory):
 @pytest.fixture(scope="session")
 def toy_student_run(tiny_tree, tiny_soft_labels, tmp_path_factory):
     """A distilled toy DS-CNN student (one epoch) on the tiny tree."""
-    from distill.student import fit_student
-    from distill.train import ScheduleConfig
+    from distill.training.fit import ScheduleConfig
+    from distill.training.student_fit import fit_student
 
     out = tmp_path_factory.mktemp("student") / "dscnn"
     fit_student(arch="dscnn", size="toy", data=tiny_tree, out=out, soft_labels=tiny_soft_labels,

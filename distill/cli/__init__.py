@@ -10,8 +10,8 @@ import sys
 
 import typer
 
-from .. import __version__
-from ..errors import DistillError
+from distill import __version__
+from distill.core.errors import DistillError
 
 app = typer.Typer(
     name="distill",
@@ -38,7 +38,7 @@ def _root(
 @app.command("classes")
 def classes_command() -> None:
     """Print the 12 output classes in softmax index order (the order of labels.txt)."""
-    from ..labels import CLASSES
+    from distill.core.labels import CLASSES
 
     for i, name in enumerate(CLASSES):
         typer.echo(f"{i}\t{name}")
@@ -46,7 +46,7 @@ def classes_command() -> None:
 
 def _register_subcommands() -> None:
     # each module adds its sub-app to ``app``
-    from . import calibrate, data, demo, export, pseudo, student, submit, teachers  # noqa: F401
+    from distill.cli import calibrate, data, demo, export, pseudo, student, submit, teachers  # noqa: F401
 
 
 _register_subcommands()

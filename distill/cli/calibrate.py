@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from . import app, options
+from distill.cli import app, options
 
 
 @app.command("calibrate")
@@ -23,8 +23,8 @@ def calibrate_command(
     quiet: bool = options.QUIET,
 ) -> None:
     """Estimate the test prior with EM (Saerens et al. 2002), tune offsets on validation, save 12 logit offsets for export."""
-    from ..calibrate_student import calibrate_student
-    from ..errors import DistillError
+    from distill.calibration.student_calibration import calibrate_student
+    from distill.core.errors import DistillError
 
     mix = {}
     for item in expected_mix:

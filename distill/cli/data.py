@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from . import app
+from distill.cli import app
 
 data_app = typer.Typer(no_args_is_help=True, help="Make (synth), fetch and inspect Speech Commands-layout datasets.")
 app.add_typer(data_app, name="data")
@@ -31,7 +31,7 @@ def synth_command(
     overwrite: bool = typer.Option(False, help="Replace an existing synthesized tree at OUT."),
 ) -> None:
     """Synthesize a demo dataset with the eSpeak NG engine (SYNTHETIC: never use it for a competition model)."""
-    from ..synth import SynthConfig, synthesize_dataset
+    from distill.data.synth import SynthConfig, synthesize_dataset
 
     config = SynthConfig(speakers=speakers, takes=takes, seed=seed, noise_seconds=noise_seconds, test_clips=test_clips,
                          test_unknown_share=test_unknown_share, test_silence_share=test_silence_share)
@@ -50,7 +50,7 @@ def fetch_command(
     keep_archive: bool = typer.Option(False, help="Keep the .tar.gz after extracting."),
 ) -> None:
     """Download (resuming a partial download), verify and extract Speech Commands."""
-    from ..fetch import V001_SHA256, V001_URL, fetch_dataset
+    from distill.data.fetch import V001_SHA256, V001_URL, fetch_dataset
 
     if url is None:
         url, sha256 = V001_URL, sha256 or V001_SHA256
@@ -66,7 +66,7 @@ def stats_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Print classes, speakers, split sizes, noise files and bad files of a dataset (builds its decoded cache)."""
-    from ..data import dataset_stats
+    from distill.data.stats import dataset_stats
 
     stats = dataset_stats(root=root, skip_bad=skip_bad, cache_dir=cache_dir)
     typer.echo(json.dumps(stats.to_dict(), indent=2) if as_json else stats.to_table().rstrip("\n"))

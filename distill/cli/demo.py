@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from . import app
+from distill.cli import app
 
 
 @app.command("demo")
@@ -23,9 +23,7 @@ def demo_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Run the pipeline on synthesized speech (eSpeak NG; a demo, never a competition model) and print a summary."""
-    from ..demo import DemoConfig, run_demo
-
-    from ..demo import format_table
+    from distill.pipeline.demo import DemoConfig, format_table, run_demo
 
     config = DemoConfig(speakers=speakers, takes=takes, test_clips=test_clips, seed=seed, jobs=jobs, teacher_epochs=teacher_epochs,
                         student_epochs=student_epochs, full=not data_only)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from . import app
+from distill.cli import app
 
 
 @app.command("export")
@@ -20,14 +20,14 @@ def export_command(
     tf14_wheel: Path = typer.Option(None, "--tf14-wheel", envvar="DISTILL_TF14_WHEEL", help="An existing tensorflow==1.4.0 wheel or extracted folder (default: fetched once into ~/.cache/distill/tf14)."),
 ) -> None:
     """Write model.pb (frozen, BN folded, TF 1.4 ops only), labels.txt and manifest.json from a student run."""
-    from ..export import export_student
+    from distill.export.student_export import export_student
 
     result = export_student(run=run, out=out, calibration=calibration, quantize=quantize_weights, check=check_pi, check_clips=check_clips, wheel=tf14_wheel)
     fp = result.footprint
     typer.echo(f"{result.model_path}: {result.bytes:,} bytes, {result.folded_batch_norms} batch norms folded, "
                f"{result.quantized_constants} constants quantized; estimated Pi 3 {fp['pi3_ms']:.1f} ms (+-{100 * fp['pi3_loo_error']:.0f}%)")
     if result.checks is not None:
-        from ..compliance import CheckLine, CheckReport
+        from distill.compliance.checks import CheckLine, CheckReport
 
         report = CheckReport(lines=[CheckLine(**line) for line in result.checks["lines"]])
         typer.echo(report.to_table())

@@ -8,7 +8,7 @@ import typer
 
 # Config classes are imported inside the helpers: importing the CLI must not import TensorFlow,
 # so that data commands start in a fraction of a second and print no TensorFlow log lines.
-FRONTEND_KINDS = ("logmel", "mfcc")  # distill.features.FRONTEND_KINDS, checked by a test
+FRONTEND_KINDS = ("logmel", "mfcc")  # distill.layers.frontend.FRONTEND_KINDS, checked by a test
 
 DATA = typer.Option(..., "--data", help="Speech Commands-layout tree (`distill data synth` makes a demo one).")
 CACHE_DIR = typer.Option(None, "--cache-dir", help="Decoded-cache home (default $DISTILL_CACHE_DIR or ~/.cache/distill).")
@@ -32,8 +32,8 @@ QUIET = typer.Option(False, "--quiet", help="No progress bars.")
 
 
 def schedule_config(*, epochs: int, batch_size: int, lr: float, warmup_epochs: float, weight_decay: float, label_smoothing: float, mixup: float = 0.0, keep: str = "best"):
-    from ..errors import DistillError
-    from ..train import KEEP_CHOICES, ScheduleConfig
+    from distill.core.errors import DistillError
+    from distill.training.fit import KEEP_CHOICES, ScheduleConfig
 
     if mixup < 0:
         raise DistillError(f"--mixup must be >= 0 (0 turns it off), got {mixup}")
@@ -44,14 +44,14 @@ def schedule_config(*, epochs: int, batch_size: int, lr: float, warmup_epochs: f
 
 
 def mix_config(*, silence_percentage: float, unknown_percentage: float):
-    from ..data import MixConfig
+    from distill.data.examples import MixConfig
 
     return MixConfig(silence_percentage=silence_percentage, unknown_percentage=unknown_percentage)
 
 
 def augment_config(*, no_augment: bool, view_masks: bool = False):
-    from ..augment import AugmentConfig
-    from ..errors import DistillError
+    from distill.core.errors import DistillError
+    from distill.data.augment import AugmentConfig
 
     if no_augment and view_masks:
         raise DistillError("--view-masks masks augmented views: it cannot go with --no-augment")
@@ -61,7 +61,7 @@ def augment_config(*, no_augment: bool, view_masks: bool = False):
 
 
 def frontend_config(kind: str | None):
-    from ..features import FrontendConfig
+    from distill.layers.frontend import FrontendConfig
 
     return FrontendConfig(kind=kind) if kind else None
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from . import app
+from distill.cli import app
 
 pseudo_app = typer.Typer(no_args_is_help=True, help="Pseudo-labels for unlabeled clips: select confident ones, review them in a browser.")
 app.add_typer(pseudo_app, name="pseudo")
@@ -23,7 +23,7 @@ def select_command(
     temperature: float = typer.Option(1.0, "--temperature", help="Temperature of the ensemble's averaged softmax."),
 ) -> None:
     """Select confidently labelled unlabeled clips (clean view) the teachers agree on."""
-    from ..pseudo import parse_class_thresholds, select_pseudo_labels
+    from distill.training.pseudo import parse_class_thresholds, select_pseudo_labels
 
     result = select_pseudo_labels(
         soft_labels=soft_labels, out=out, threshold=threshold, class_thresholds=parse_class_thresholds(class_threshold),
@@ -42,6 +42,6 @@ def review_command(
     open_browser: bool = typer.Option(False, "--open", help="Open the page in the default browser."),
 ) -> None:
     """Serve a local page to listen to, accept, reject or relabel pseudo-labelled clips; decisions are saved at once."""
-    from ..review import serve_review
+    from distill.review import serve_review
 
     serve_review(pseudo=pseudo, host=host, port=port, review=review, student=student, open_browser=open_browser)

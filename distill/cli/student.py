@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from ..registry import STUDENTS
-from . import app, options
+from distill.cli import app, options
+from distill.core.registry import STUDENTS
 
 student_app = typer.Typer(no_args_is_help=True, help="Compact students that meet the competition rules, distilled from the teachers.")
 app.add_typer(student_app, name="student")
@@ -50,8 +50,8 @@ def fit_command(
     quiet: bool = options.QUIET,
 ) -> None:
     """Fit a student: distilled from stored teacher views (default), online, or on hard labels (--no-teachers)."""
-    from ..errors import DistillError
-    from ..student import fit_student
+    from distill.core.errors import DistillError
+    from distill.training.student_fit import fit_student
 
     if no_teachers == (soft_labels is not None):
         raise DistillError("pass exactly one of --soft-labels DIR (distillation) or --no-teachers (hard labels only)")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from ..registry import TEACHERS
-from . import app, options
+from distill.cli import app, options
+from distill.core.registry import TEACHERS
 
 teachers_app = typer.Typer(no_args_is_help=True, help="Large, unconstrained teacher nets and their soft labels.")
 app.add_typer(teachers_app, name="teachers")
@@ -46,7 +46,7 @@ def train_command(
     resume: bool = options.RESUME,
 ) -> None:
     """Train one or more teachers (in parallel with --jobs); each run folder gets config, checkpoints, metrics and TensorBoard logs."""
-    from ..teachers_train import train_teachers
+    from distill.training.teacher_fit import train_teachers
 
     results = train_teachers(
         archs=arch, data=data, out=out, size=size,
@@ -77,7 +77,7 @@ def predict_command(
     view_masks: bool = options.VIEW_MASKS,
 ) -> None:
     """Write per-teacher logits (float16) for K augmented views of every example, aligned to the data index."""
-    from ..predict import predict_soft_labels
+    from distill.training.soft_labels import predict_soft_labels
 
     result = predict_soft_labels(
         teacher_runs=teacher, data=data, out=out, views=views, splits=tuple(split), unlabeled=unlabeled,
@@ -96,7 +96,7 @@ def report_command(
     member: list[str] = typer.Option([], "--member", help="Report only these teachers of the folder (by name, repeatable) and their ensemble: compare candidate ensembles from one prediction. Default: all."),
 ) -> None:
     """Per-teacher and ensemble accuracy (clean view), mean top probability (all views), per-class recall, teacher agreement and confusion-matrix PNGs."""
-    from ..report import teacher_report
+    from distill.training.teacher_report import teacher_report
 
     report = teacher_report(soft_labels=soft_labels, out=out, temperature=temperature, splits=tuple(split), members=tuple(member) or None)
     typer.echo(report.to_table())

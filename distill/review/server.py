@@ -36,9 +36,9 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from ..errors import BadAudioError, DistillError
-from ..labels import CLASS_INDEX, CLASSES, CLIP_SAMPLES, NUM_CLASSES
-from ..pseudo import (
+from distill.core.errors import BadAudioError, DistillError
+from distill.core.labels import CLASS_INDEX, CLASSES, CLIP_SAMPLES, NUM_CLASSES
+from distill.training.pseudo import (
     DECISIONS,
     RELABEL,
     PseudoRows,
@@ -125,7 +125,7 @@ def spectrogram_png(waveform: np.ndarray, *, floor_db: float = -100.0, range_db:
     full scale, shown over ``range_db`` below the loudest bin (never above
     ``floor_db + range_db``, so digital silence stays dark).
     """
-    from ..features import FrontendConfig, numpy_spectrogram
+    from distill.layers.frontend import FrontendConfig, numpy_spectrogram
 
     config = FrontendConfig(window_ms=25.0, stride_ms=5.0)
     power = numpy_spectrogram(np.asarray(waveform, np.float32)[None, :], config)[0]  # (frames, bins)
@@ -148,7 +148,7 @@ def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
 
 def _teacher_top1(rows: PseudoRows) -> tuple[tuple[str, ...], list[list[dict]], str | None]:
     """Each teacher's top class (clean view) per clip, from the soft-label folder; a note if unavailable."""
-    from ..predict import UNLABELED, load_soft_labels
+    from distill.training.soft_labels import UNLABELED, load_soft_labels
 
     empty: list[list[dict]] = [[] for _ in rows.names]
     try:
@@ -170,8 +170,8 @@ def _teacher_top1(rows: PseudoRows) -> tuple[tuple[str, ...], list[list[dict]], 
 
 def _student_guesses(run_dir: Path, rows: PseudoRows) -> list[dict | None]:
     """The student's top class per clip, computed once (clips that cannot be read get None)."""
-    from ..data import decode_wav
-    from ..train import load_run, make_predictor
+    from distill.data.wav import decode_wav
+    from distill.training.fit import load_run, make_predictor
 
     _, model = load_run(Path(run_dir))
     predict = make_predictor(model)
@@ -278,7 +278,7 @@ class ReviewApp:
             if png is not None:
                 self._png.move_to_end(name)
         if png is None:
-            from ..data import decode_wav
+            from distill.data.wav import decode_wav
 
             try:
                 png = spectrogram_png(decode_wav(self._clip_path(name)))

@@ -1,0 +1,412 @@
+"""The decoded cache: a dataset tree decoded once into an int16 memmap (``audio.npy``) plus ``index.json``.
+
+The cache lives outside the dataset tree (which may be read-only) and is keyed by a
+fingerprint of the tree, so an edited tree rebuilds and an unchanged one opens in a
+fraction of a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from distill import __version__
+from distill.core.errors import BadAudioError, DistillError
+from distill.core.io import write_json, write_text
+from distill.core.labels import (
+    CLIP_SAMPLES,
+)
+from distill.core.progress import track
+from distill.data.index import _NO_NOISE_NOTE, TESTING_LIST, VALIDATION_LIST, ClipIndex, _check_percentages, _FileStat, _scan_tree, _split_tree, _Tree, _warn_about
+from distill.data.wav import SCALE, _read_many, read_wav
+
+# Bumped whenever the cache layout or decoding changes, so old caches rebuild.
+CACHE_FORMAT = 1
+_AUDIO_FILE = "audio.npy"
+_INDEX_FILE = "index.json"
+_NOISE_FILE = "noise.npz"
+_BAD_FILE = "bad_files.tsv"
+
+
+
+def _cache_home() -> Path:
+    env = os.environ.get("DISTILL_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "distill"
+
+
+def default_cache_dir(folder: Path, *, kind: str = "decoded", home: Path | None = None) -> Path:
+    """Where the decoded cache of ``folder`` lives: ``<home>/<kind>/<sha1(realpath(folder))[:16]>``.
+
+    ``home`` is the ``cache_dir`` a command was given, else ``$DISTILL_CACHE_DIR``,
+    else ``~/.cache/distill`` (``$XDG_CACHE_HOME/distill`` when set). ``kind`` is
+    ``decoded`` for labeled trees and ``unlabeled`` for unlabeled folders, so one
+    ``--cache-dir`` serves any number of datasets without collisions. Outside the
+    dataset tree on purpose: datasets are often on read-only or shared storage.
+    """
+    key = hashlib.sha1(os.path.realpath(folder).encode("utf-8")).hexdigest()[:16]
+    return (Path(home).expanduser() if home is not None else _cache_home()) / kind / key
+
+
+def _fingerprint(kind: str, files: Iterable[_FileStat], **settings: Any) -> str:
+    h = hashlib.sha1()
+    h.update(f"distill-cache {kind} format={CACHE_FORMAT}\n".encode())
+    for key in sorted(settings):
+        h.update(f"{key}={settings[key]!r}\n".encode())
+    for f in files:
+        h.update(f"{f.rel}\t{f.size}\t{f.mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+@dataclass
+class _Cache:
+    dir: Path
+    meta: dict[str, Any]
+    audio: np.ndarray  # int16 memmap (N, CLIP_SAMPLES), read-only
+
+
+def _open_cache(cache_dir: Path, *, kind: str, fingerprint: str) -> _Cache | None:
+    """The cache in ``cache_dir`` if it is complete and matches ``fingerprint``, else None."""
+    index_path = cache_dir / _INDEX_FILE
+    try:
+        with open(index_path, encoding="utf-8") as fh:
+            meta = json.load(fh)
+        if meta.get("format") != CACHE_FORMAT or meta.get("kind") != kind or meta.get("fingerprint") != fingerprint:
+            return None
+        audio = np.load(cache_dir / _AUDIO_FILE, mmap_mode="r")
+        if audio.dtype != np.int16 or audio.shape != (meta["rows"], CLIP_SAMPLES):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return _Cache(cache_dir, meta, audio)
+
+
+def _is_ours(folder: Path) -> bool:
+    try:
+        return folder.is_dir() and (not any(folder.iterdir()) or (folder / _INDEX_FILE).exists() or (folder / _AUDIO_FILE).exists())
+    except OSError:
+        return False
+
+
+def _temp_prefix(cache_dir: Path, what: str) -> str:
+    return f".{cache_dir.name}.{what}-{socket.gethostname()}-"
+
+
+def _remove_stale_builds(cache_dir: Path) -> None:
+    # A build killed outright (SIGKILL, power loss) leaves its temp folder (or the
+    # old cache it was replacing); the pid in the name tells whether its process
+    # is still alive on this host.
+    prefixes = (_temp_prefix(cache_dir, "building"), _temp_prefix(cache_dir, "old"))
+    try:
+        candidates = [(p, pre) for p in cache_dir.parent.iterdir() for pre in prefixes if p.name.startswith(pre)]
+    except OSError:
+        return
+    for path, prefix in candidates:
+        try:
+            pid = int(path.name[len(prefix) :].split("-", 1)[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (ValueError, OSError):  # not our naming, or alive but not ours to signal
+            continue
+
+
+def _shrink_npy_rows(path: Path, rows: int) -> None:
+    """Cut an ``(N, 16000)`` .npy down to its first ``rows`` rows in place.
+
+    Rewrites the shape in the header (same header length, padded with spaces as
+    numpy itself pads) and truncates the file, instead of copying gigabytes when
+    ``--skip-bad`` dropped a few files.
+    """
+    with open(path, "r+b") as fh:
+        major, _ = np.lib.format.read_magic(fh)
+        if major == 1:
+            np.lib.format.read_array_header_1_0(fh)
+        else:
+            np.lib.format.read_array_header_2_0(fh)
+        data_offset = fh.tell()
+        header_start = 10 if major == 1 else 12
+        header_len = data_offset - header_start
+        text = "{'descr': '<i2', 'fortran_order': False, 'shape': (%d, %d), }" % (rows, CLIP_SAMPLES)
+        if len(text) + 1 > header_len:
+            raise RuntimeError("npy header grew while shrinking; cannot happen for fewer rows")
+        fh.seek(header_start)
+        fh.write((text + " " * (header_len - len(text) - 1) + "\n").encode("latin1"))
+        fh.truncate(data_offset + rows * CLIP_SAMPLES * 2)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _decode_into(
+    paths: Sequence[Path], names: Sequence[str], audio: np.ndarray, *, skip_bad: bool, progress: bool, description: str
+) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Decode ``paths`` into consecutive rows of ``audio``; returns (kept positions, bad files)."""
+    kept: list[int] = []
+    bad: list[tuple[str, str]] = []
+    row = 0
+    results = _read_many(paths)
+    for i, result in enumerate(track(results, total=len(paths), description=description, disable=not progress)):
+        if isinstance(result, BadAudioError):
+            if not skip_bad:
+                raise result
+            bad.append((names[i], result.reason))
+            continue
+        n = min(len(result), CLIP_SAMPLES)
+        audio[row, :n] = result[:n]
+        kept.append(i)
+        row += 1
+    return np.asarray(kept, dtype=np.int64), bad
+
+
+def _build_cache(
+    cache_dir: Path,
+    *,
+    kind: str,
+    fingerprint: str,
+    paths: Sequence[Path],
+    names: Sequence[str],
+    skip_bad: bool,
+    progress: bool,
+    description: str,
+    finish: Callable[[Path, np.ndarray, list[tuple[str, str]]], dict[str, Any]],
+) -> _Cache:
+    """Decode ``paths`` into a new cache and move it into place atomically.
+
+    Everything is written into a temp folder beside ``cache_dir`` and renamed at
+    the end, ``index.json`` (the file that makes a cache loadable) last; a crash
+    at any point leaves either the old cache or none. ``finish(tmp, kept, bad)``
+    writes the caller's extra files and returns extra ``index.json`` fields.
+    """
+    cache_dir = Path(cache_dir)
+    if cache_dir.exists() and not _is_ours(cache_dir):
+        raise DistillError(
+            f"{cache_dir}: exists and is not a distill decode cache; remove it or pass another --cache-dir"
+        )
+    cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_builds(cache_dir)
+    tmp = cache_dir.parent / f"{_temp_prefix(cache_dir, 'building')}{os.getpid()}-{os.urandom(4).hex()}"
+    tmp.mkdir()
+    try:
+        audio = np.lib.format.open_memmap(tmp / _AUDIO_FILE, mode="w+", dtype=np.int16, shape=(len(paths), CLIP_SAMPLES))
+        try:
+            kept, bad = _decode_into(paths, names, audio, skip_bad=skip_bad, progress=progress, description=description)
+            audio.flush()
+        finally:
+            del audio  # unmap before resizing or renaming
+        if not len(kept):
+            raise DistillError(
+                f"none of the {len(paths)} files could be decoded (the first, {bad[0][0]}: {bad[0][1]}); "
+                f"is this the right folder? Fix or convert the files (16 kHz, 16-bit PCM, mono)"
+            )
+        if len(kept) < len(paths):
+            _shrink_npy_rows(tmp / _AUDIO_FILE, len(kept))
+        else:
+            with open(tmp / _AUDIO_FILE, "rb+") as fh:
+                os.fsync(fh.fileno())
+        extra = finish(tmp, kept, bad)  # may append to ``bad`` (e.g. bad noise recordings)
+        write_text(tmp / _BAD_FILE, "".join(f"{p}\t{r}\n" for p, r in bad))
+        meta = {
+            "format": CACHE_FORMAT,
+            "kind": kind,
+            "fingerprint": fingerprint,
+            "distill_version": __version__,
+            "rows": int(len(kept)),
+            "bad_files": [list(b) for b in bad],
+            **extra,
+        }
+        write_json(tmp / _INDEX_FILE, meta)
+        _move_into_place(tmp, cache_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    opened = _open_cache(cache_dir, kind=kind, fingerprint=fingerprint)
+    if opened is None:  # another process replaced it between our rename and this load
+        raise DistillError(f"{cache_dir}: the decode cache changed while it was being written; run the command again")
+    return opened
+
+
+def _move_into_place(tmp: Path, cache_dir: Path) -> None:
+    old = None
+    if cache_dir.exists():
+        old = cache_dir.parent / f"{_temp_prefix(cache_dir, 'old')}{os.getpid()}-{os.urandom(4).hex()}"
+        os.rename(cache_dir, old)
+    try:
+        os.rename(tmp, cache_dir)
+    except OSError:
+        # A concurrent build of the same tree won the race; its cache is as good as ours.
+        if not cache_dir.exists():
+            raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    try:  # make the rename itself durable
+        fd = os.open(cache_dir.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def _waveforms(audio: np.ndarray, rows: Any) -> np.ndarray:
+    # cast, then scale in place: twice as fast as np.multiply(int16, float32, dtype=float32)
+    clips = np.array(audio[rows], dtype=np.float32)
+    clips *= SCALE
+    return clips
+
+
+class DecodedDataset:
+    """A decoded Speech Commands tree: ``audio[i]`` is ``index.files[i]`` as int16 samples.
+
+    Attributes: ``root`` (as given), ``audio_root`` (folder with the word folders),
+    ``cache_dir``, ``index`` (ClipIndex), ``audio`` (read-only int16 memmap
+    ``(N, 16000)``), ``noise`` (float32 background recordings, full length),
+    ``noise_names``, ``bad_files`` (``(relpath, reason)`` pairs left out with
+    ``skip_bad``), ``split_source`` (``"lists"`` or ``"hash"``),
+    ``missing_list_entries``, ``notes`` (things the user should know, e.g. no
+    background noise), ``fingerprint``.
+    """
+
+    def __init__(self, *, root: Path, audio_root: Path, cache: _Cache, noise: tuple[np.ndarray, ...]):
+        meta = cache.meta
+        self.root = Path(root)
+        self.audio_root = Path(audio_root)
+        self.cache_dir = cache.dir
+        self.fingerprint: str = meta["fingerprint"]
+        self.index = ClipIndex.from_json(meta["index"])
+        self.audio = cache.audio
+        self.noise = noise
+        self.noise_names: tuple[str, ...] = tuple(meta["noise_names"])
+        self.bad_files: tuple[tuple[str, str], ...] = tuple((p, r) for p, r in meta["bad_files"])
+        self.split_source: str = meta["split_source"]
+        self.missing_list_entries: int = meta["missing_list_entries"]
+        self.notes: tuple[str, ...] = tuple(meta["notes"])
+        self.word_folders: tuple[str, ...] = tuple(meta["word_folders"])
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __repr__(self) -> str:
+        return f"DecodedDataset({str(self.root)!r}, clips={len(self)}, cache={str(self.cache_dir)!r})"
+
+    def waveforms(self, rows: Any) -> np.ndarray:
+        """float32 ``(len(rows), 16000)`` in [-1, 1] for clip rows (an int gives ``(16000,)``)."""
+        return _waveforms(self.audio, rows)
+
+
+def open_dataset(
+    root: Path,
+    *,
+    cache_dir: Path | None = None,
+    skip_bad: bool = False,
+    progress: bool = True,
+    validation_percentage: float = 10.0,
+    testing_percentage: float = 10.0,
+) -> DecodedDataset:
+    """Open a Speech Commands tree through its decoded cache, building the cache if needed.
+
+    The first call decodes every clip (with a progress bar) into
+    ``default_cache_dir(root, home=cache_dir)``, i.e. ``<cache_dir>/decoded/<key>``
+    (``cache_dir`` is a cache home that any number of datasets and unlabeled
+    folders can share; default ``$DISTILL_CACHE_DIR`` or ``~/.cache/distill``);
+    the folder used is ``DecodedDataset.cache_dir``. Later calls only stat the tree to check
+    the fingerprint and memory-map the cache. A file added, removed or modified,
+    a changed list file, other split percentages or another ``skip_bad`` rebuild.
+    Without ``skip_bad`` the first bad file raises its ``BadAudioError``; with it,
+    bad files are left out of the index and listed in ``bad_files`` and in
+    ``bad_files.tsv`` in the cache folder.
+    """
+    _check_percentages(validation_percentage, testing_percentage)
+    root = Path(root)
+    tree = _scan_tree(root)
+    cache_dir = default_cache_dir(root, home=cache_dir)
+    fingerprint = _fingerprint(
+        "labeled",
+        (*tree.clips, *tree.noise, *tree.list_files),
+        validation_percentage=float(validation_percentage),
+        testing_percentage=float(testing_percentage),
+        skip_bad=bool(skip_bad),
+    )
+    cache = _open_cache(cache_dir, kind="labeled", fingerprint=fingerprint)
+    if cache is None:
+        splitting = _split_tree(tree, validation_percentage=validation_percentage, testing_percentage=testing_percentage)
+        _warn_about(tree, splitting)
+
+        # Noise first: a bad recording should fail before minutes of clip decoding.
+        noise_names, noise_arrays, noise_bad = _read_noise(tree, skip_bad=skip_bad)
+
+        def finish(tmp: Path, kept: np.ndarray, bad: list[tuple[str, str]]) -> dict[str, Any]:
+            _write_noise(tmp, noise_arrays)
+            bad.extend(noise_bad)
+            notes = [] if noise_names else [_NO_NOISE_NOTE]
+            if splitting.missing_list_entries:
+                notes.append(
+                    f"{splitting.missing_list_entries} entries of {VALIDATION_LIST}/{TESTING_LIST} have no file on disk "
+                    f"and were ignored"
+                )
+            if bad:
+                notes.append(f"{len(bad)} bad files were skipped (--skip-bad); see {_BAD_FILE} in the cache folder")
+            return {
+                "root": str(root),
+                "audio_root": str(tree.audio_root),
+                "index": splitting.index.subset(kept).to_json(),
+                "noise_names": noise_names,
+                "split_source": splitting.source,
+                "missing_list_entries": splitting.missing_list_entries,
+                "word_folders": list(tree.words),
+                "notes": notes,
+            }
+
+        cache = _build_cache(
+            cache_dir,
+            kind="labeled",
+            fingerprint=fingerprint,
+            paths=[c.path for c in tree.clips],
+            names=[c.rel for c in tree.clips],
+            skip_bad=skip_bad,
+            progress=progress,
+            description=f"decoding {len(tree.clips)} clips",
+            finish=finish,
+        )
+    return DecodedDataset(root=root, audio_root=tree.audio_root, cache=cache, noise=_load_noise(cache))
+
+
+def _read_noise(tree: _Tree, *, skip_bad: bool) -> tuple[list[str], list[np.ndarray], list[tuple[str, str]]]:
+    names: list[str] = []
+    arrays: list[np.ndarray] = []
+    bad: list[tuple[str, str]] = []
+    for f in tree.noise:
+        try:
+            arrays.append(read_wav(f.path))  # int16: half the size of float32, converted on load
+        except BadAudioError as err:
+            if not skip_bad:
+                raise
+            bad.append((f.rel, err.reason))
+            continue
+        names.append(f.rel.split("/", 1)[1])
+    return names, arrays, bad
+
+
+def _write_noise(tmp: Path, arrays: Sequence[np.ndarray]) -> None:
+    with open(tmp / _NOISE_FILE, "wb") as fh:
+        np.savez(fh, **{f"noise_{i}": a for i, a in enumerate(arrays)})
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _load_noise(cache: _Cache) -> tuple[np.ndarray, ...]:
+    count = len(cache.meta["noise_names"])
+    if not count:
+        return ()
+    with np.load(cache.dir / _NOISE_FILE, allow_pickle=False) as npz:
+        return tuple(np.multiply(npz[f"noise_{i}"], SCALE, dtype=np.float32) for i in range(count))

@@ -1,0 +1,124 @@
+"""``distill data stats``: clips per class and split, speakers, bad files."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distill.core.labels import (
+    CLASSES,
+    SAMPLE_RATE,
+    word_to_class,
+)
+from distill.data.cache import open_dataset
+from distill.data.index import TESTING_LIST, VALIDATION_LIST
+from distill.data.splits import SPLITS
+
+
+@dataclass(frozen=True)
+class DatasetStats:
+    """What a Speech Commands tree holds, as decoded (so bad files are known).
+
+    ``class_counts[split][class]`` counts clips (``silence`` is 0: silence examples
+    are generated from the background noise); ``speaker_counts[split]`` distinct
+    speakers; ``word_counts[word]`` clips per word folder; ``noise_files`` is
+    ``(name, seconds)``; ``bad_files`` is ``(relpath, reason)``.
+    """
+
+    root: str
+    cache_dir: str
+    total_clips: int
+    split_source: str
+    class_counts: dict[str, dict[str, int]]
+    speaker_counts: dict[str, int]
+    word_counts: dict[str, int]
+    noise_files: tuple[tuple[str, float], ...]
+    bad_files: tuple[tuple[str, str], ...]
+    missing_list_entries: int = 0
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_table(self) -> str:
+        """An aligned plain-text report (what ``distill data stats`` prints)."""
+        source = f"{VALIDATION_LIST} / {TESTING_LIST}" if self.split_source == "lists" else "speaker hash rule (no list files)"
+        lines = [f"{self.root}: {self.total_clips:,} clips; splits from {source}", ""]
+        header = ["class", *SPLITS, "total"]
+        body = []
+        for name in CLASSES:
+            counts = [self.class_counts[s][name] for s in SPLITS]
+            body.append([name, *map(_n, counts), _n(sum(counts))])
+        totals = [sum(self.class_counts[s].values()) for s in SPLITS]
+        body.append(["total", *map(_n, totals), _n(sum(totals))])
+        body.append(["speakers", *(_n(self.speaker_counts[s]) for s in SPLITS), _n(sum(self.speaker_counts.values()))])
+        lines += _align([header, *body], right_from=1)
+        lines.append("(silence examples are generated from background noise, not read from word folders)")
+        lines += ["", f"word folders ({len(self.word_counts)}):"]
+        lines += _align(
+            [["word", "class", "clips"], *([w, CLASSES[word_to_class(w)], _n(c)] for w, c in sorted(self.word_counts.items()))],
+            right_from=2,
+            indent="  ",
+        )
+        lines += ["", f"background noise ({len(self.noise_files)}):"]
+        if self.noise_files:
+            lines += _align([["file", "seconds"], *([n, f"{s:.1f}"] for n, s in self.noise_files)], right_from=1, indent="  ")
+        else:
+            lines.append("  none (silence examples will be digital silence)")
+        lines += ["", f"bad files ({len(self.bad_files)}):"]
+        lines += [f"  {p}\t{r}" for p, r in self.bad_files] or ["  none"]
+        if self.notes:
+            lines += ["", "notes:", *(f"  - {note}" for note in self.notes)]
+        lines += ["", f"decoded cache: {self.cache_dir}"]
+        return "\n".join(lines) + "\n"
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def _align(rows: list[list[str]], *, right_from: int, indent: str = "") -> list[str]:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    out = []
+    for row in rows:
+        cells = [str(c).rjust(w) if i >= right_from else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        out.append(indent + "  ".join(cells).rstrip())
+    return out
+
+
+def dataset_stats(*, root: Path, skip_bad: bool = False, cache_dir: Path | None = None, progress: bool = True) -> DatasetStats:
+    """Counts per split, class, speaker and word folder, noise files and bad files of a tree.
+
+    Opens (building if needed) the decoded cache, so bad files are found and the
+    next command starts from a warm cache.
+    """
+    ds = open_dataset(Path(root), cache_dir=cache_dir, skip_bad=skip_bad, progress=progress)
+    index = ds.index
+    labels = index.labels
+    class_counts: dict[str, dict[str, int]] = {}
+    speaker_counts: dict[str, int] = {}
+    for split in SPLITS:
+        pos = index.positions(split)
+        counts = np.bincount(labels[pos], minlength=len(CLASSES))
+        class_counts[split] = {name: int(counts[i]) for i, name in enumerate(CLASSES)}
+        speaker_counts[split] = len({index.speakers[i] for i in pos})
+    word_counts = {w: 0 for w in ds.word_folders}
+    word_counts.update(collections.Counter(index.words))
+    return DatasetStats(
+        root=str(ds.root),
+        cache_dir=str(ds.cache_dir),
+        total_clips=len(index),
+        split_source=ds.split_source,
+        class_counts=class_counts,
+        speaker_counts=speaker_counts,
+        word_counts=dict(sorted(word_counts.items())),
+        noise_files=tuple((name, len(a) / SAMPLE_RATE) for name, a in zip(ds.noise_names, ds.noise)),
+        bad_files=ds.bad_files,
+        missing_list_entries=ds.missing_list_entries,
+        notes=ds.notes,
+    )

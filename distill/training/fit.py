@@ -1,0 +1,536 @@
+"""One fit loop for teachers and students.
+
+A run folder holds everything needed to reproduce or continue the run::
+
+    config.json            RunConfig (frozen dataclass -> JSON)
+    checkpoints/last.npz   model weights + optimizer state + step, written atomically
+    checkpoints/best.npz   model weights of the best validation epoch
+    history.json           per-epoch loss, learning rate and validation accuracy
+    metrics.json           validation and test metrics of the kept checkpoint (schedule.keep: best or last)
+    tensorboard/           scalars for TensorBoard
+
+Every epoch's example order, unknown subsample and augmentation are pure
+functions of (seed, epoch), so ``resume=True`` continues an interrupted run
+exactly: it restores weights, optimizer slots and the step, and skips the
+batches of the current epoch that were already used.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Protocol
+
+import numpy as np
+
+from distill.core.config import load_config, save_config, to_dict
+from distill.core.errors import DistillError
+from distill.core.io import atomic_path, write_json
+from distill.core.labels import CLASSES, NUM_CLASSES
+from distill.core.metrics import classification_report
+from distill.core.registry import STUDENTS, TEACHERS
+from distill.data.augment import AugmentConfig, augment_waveforms
+from distill.data.cache import DecodedDataset, open_dataset
+from distill.data.examples import ExampleSet, MixConfig, make_examples, materialize
+from distill.layers.frontend import FrontendConfig
+from distill.training.crossfit import HoldoutConfig, without_fold
+
+FAMILIES = {"teacher": TEACHERS, "student": STUDENTS}
+CONFIG_FILE = "config.json"
+LAST = Path("checkpoints") / "last.npz"
+BEST = Path("checkpoints") / "best.npz"
+CHECKPOINTS = {"best": BEST, "last": LAST}  # what ScheduleConfig.keep (and load_run's checkpoint) may name
+KEEP_CHOICES = tuple(CHECKPOINTS)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    warmup_epochs: float = 1.0
+    final_lr_ratio: float = 0.01
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    checkpoint_every_steps: int = 200
+    mixup_alpha: float = 0.0  # mix each batch with a shuffled copy at weight ~ Beta(a, a); 0 = off
+    # the checkpoint a run stands for (metrics, export, teaching): "best" = the epoch that scored best on
+    # validation, "last" = the end of the schedule. Over long schedules the best of many epochs on a few
+    # hundred validation clips is mostly noise picked as signal, and its validation score is flattered
+    keep: str = "best"
+
+    def __post_init__(self) -> None:
+        if self.keep not in KEEP_CHOICES:
+            raise DistillError(f"keep must be one of {KEEP_CHOICES}, got {self.keep!r}")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """How a student learns from its teachers (``alpha`` = weight of the hard-label term)."""
+
+    soft_labels: str
+    alpha: float = 0.3
+    temperature: float = 4.0
+    pseudo: str | None = None
+    max_views: int = 0  # use only the first N stored views (0 = all); 1 = clean clips only (ablation)
+    online: bool = False  # run the teachers on every batch instead of reading stored views
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    family: str
+    arch: str
+    data: str
+    size: str = "default"
+    frontend: FrontendConfig | None = None  # None: the architecture's own default front-end
+    mix: MixConfig = field(default_factory=MixConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    distill: DistillConfig | None = None
+    seed: int = 0
+    skip_bad: bool = False
+    cache_dir: str | None = None
+    feature_masks: bool | None = None  # SpecAugment while training; None: the family's default (teachers on, students off)
+    holdout: HoldoutConfig | None = None  # cross-fitting: leave one fold of training speakers out
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise DistillError(f"family must be one of {sorted(FAMILIES)}, got {self.family!r}")
+
+
+@dataclass
+class Batch:
+    waveforms: np.ndarray  # (B, 16000) float32
+    labels: np.ndarray  # (B,) int64 hard labels
+    soft: np.ndarray | None = None  # (B, 12) teacher probabilities at temperature T
+
+
+class BatchSource(Protocol):
+    steps_per_epoch: int
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]: ...
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+class AugmentedSource:
+    """Hard-label batches: each epoch a fresh unknown subsample, order and augmentation view."""
+
+    def __init__(self, dataset: DecodedDataset, config: RunConfig):
+        self.dataset = dataset
+        self.config = config
+        self.batch_size = config.schedule.batch_size
+        size = len(self._examples(0))
+        if size == 0:
+            raise DistillError(f"{config.data}: the training split has no examples")
+        self.steps_per_epoch = max(1, size // self.batch_size)
+
+    def _examples(self, epoch: int) -> ExampleSet:
+        examples = make_examples(self.dataset, split="training", mix=self.config.mix, seed=epoch_seed(self.config.seed, epoch))
+        return without_fold(self.dataset, examples, self.config.holdout)
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        examples = self._examples(epoch)
+        order = np.random.default_rng(epoch_seed(self.config.seed + 1, epoch)).permutation(len(examples))
+        for step in range(start, self.steps_per_epoch):
+            positions = _cycle(order, step * self.batch_size, self.batch_size)
+            chosen = examples.subset(positions)
+            audio = materialize(self.dataset, chosen)
+            audio = augment_waveforms(audio, seeds=chosen.seeds, view=epoch + 1, noise=self.dataset.noise, config=self.config.augment)
+            yield Batch(audio, chosen.labels)
+
+
+def _cycle(order: np.ndarray, start: int, size: int) -> np.ndarray:
+    return order[np.arange(start, start + size) % len(order)]
+
+
+def prefetch(iterator: Iterator, depth: int = 2) -> Iterator:
+    """Produce the next batches on a background thread while the model trains (NumPy releases the GIL)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def worker():
+        try:
+            for item in iterator:
+                if stop.is_set():
+                    return
+                q.put(item)
+        except BaseException as err:  # surfaced in the consumer
+            errors.append(err)
+        finally:
+            q.put(done)
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                if errors:
+                    raise errors[0]
+                return
+            yield item
+    finally:
+        stop.set()
+
+
+def mixup_pairs(*, seed: int, step: int, batch: int, alpha: float) -> tuple[np.ndarray, float]:
+    """Partner index and weight (>= 0.5, so each mixed clip keeps its own label's majority) for one step.
+
+    Seeded by the step, so a resumed run mixes exactly as an uninterrupted one.
+    """
+    rng = np.random.default_rng(epoch_seed(seed + 3, step))
+    weight = float(rng.beta(alpha, alpha))
+    return rng.permutation(batch), max(weight, 1.0 - weight)
+
+
+def learning_rate_at(step: int, *, total_steps: int, steps_per_epoch: int, schedule: ScheduleConfig) -> float:
+    """Linear warm-up, then cosine decay to ``final_lr_ratio`` of the peak."""
+    warmup = max(1, int(schedule.warmup_epochs * steps_per_epoch)) if schedule.warmup_epochs > 0 else 0
+    peak = schedule.learning_rate
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    floor = peak * schedule.final_lr_ratio
+    return floor + 0.5 * (peak - floor) * (1.0 + math.cos(math.pi * progress))
+
+
+def configure_threads(threads: int) -> None:
+    """Limit TensorFlow's thread pools (must run before TensorFlow executes anything)."""
+    if threads <= 0:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+    except RuntimeError:
+        pass  # already initialised in this process; keep its setting
+
+
+def build_model(config: RunConfig):
+    builder = FAMILIES[config.family].get(config.arch)
+    extra = {}
+    masks = config.feature_masks if config.feature_masks is not None else config.family == "teacher"
+    if masks and config.augment.spec_enabled():
+        # masking is an identity at inference, so the exported graph is unchanged; students default to
+        # plain training, and opt in (noisy-student style: masked student, teachers' clean-view labels)
+        from distill.data.augment import SpecAugment
+
+        extra["feature_augment"] = SpecAugment.from_augment_config(config.augment, seed=config.seed)
+    try:
+        return builder(size=config.size, frontend=config.frontend, seed=config.seed, **extra)
+    except ValueError as err:
+        raise DistillError(f"{config.family} '{config.arch}': {err}") from err
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _save_checkpoint(path: Path, model, optimizer, state: dict) -> None:
+    # model.variables, not get_weights(): it also holds the SpecAugment seed-generator state, which an
+    # exact resume needs
+    arrays = {f"model_{i:04d}": v.numpy() for i, v in enumerate(model.variables)}
+    if optimizer is not None:
+        arrays.update({f"optim_{i:04d}": v.numpy() for i, v in enumerate(optimizer.variables)})
+    arrays["state"] = np.frombuffer(__import__("json").dumps(state).encode(), dtype=np.uint8)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def load_checkpoint(path: Path, model, optimizer=None) -> dict:
+    """Restore weights (and optimizer slots) in place; returns the saved training state."""
+    import json
+
+    with np.load(path) as npz:
+        model_keys = sorted(k for k in npz.files if k.startswith("model_"))
+        weights = [npz[k] for k in model_keys]
+        variables = model.variables
+        if len(weights) != len(variables) or any(tuple(a.shape) != tuple(v.shape) for a, v in zip(weights, variables)):
+            raise DistillError(f"{path}: checkpoint does not fit this architecture/size (was config.json edited?)")
+        for variable, value in zip(variables, weights):
+            variable.assign(value)
+        if optimizer is not None:
+            optim_keys = sorted(k for k in npz.files if k.startswith("optim_"))
+            for var, key in zip(optimizer.variables, optim_keys):
+                var.assign(npz[key])
+        return json.loads(npz["state"].tobytes().decode())
+
+
+# ---------------------------------------------------------------- prediction
+
+
+def make_predictor(model, batch_size: int = 256) -> Callable[[np.ndarray], np.ndarray]:
+    """A compiled ``waveforms (N, 16000) -> logits (N, 12)`` function, batched."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 16000], tf.float32)], reduce_retracing=True)
+    def forward(x):
+        return model(x, training=False)
+
+    def predict(waveforms: np.ndarray) -> np.ndarray:
+        out = [forward(np.ascontiguousarray(waveforms[i : i + batch_size], np.float32)).numpy() for i in range(0, len(waveforms), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES), np.float32)
+
+    return predict
+
+
+EVALUATION_SEED = 0  # every model is scored on the same unknown subsample and silence clips
+
+
+def open_run_dataset(config: RunConfig, *, progress: bool) -> DecodedDataset:
+    """The decoded tree a run trained on, opened with the run's own cache and bad-file settings."""
+    return open_dataset(Path(config.data), cache_dir=Path(config.cache_dir) if config.cache_dir else None, skip_bad=config.skip_bad, progress=progress)
+
+
+def evaluation_examples(dataset: DecodedDataset, config: RunConfig, split: str) -> ExampleSet:
+    """The tutorial's composition (every target clip, unknown and silence at the mix shares), clean and fixed."""
+    return make_examples(dataset, split=split, mix=config.mix, seed=EVALUATION_SEED)
+
+
+def evaluate(predict: Callable[[np.ndarray], np.ndarray], dataset: DecodedDataset, examples: ExampleSet, batch_size: int = 512) -> dict:
+    logits = [predict(materialize(dataset, examples, np.arange(i, min(i + batch_size, len(examples))))) for i in range(0, len(examples), batch_size)]
+    logits = np.concatenate(logits) if logits else np.zeros((0, NUM_CLASSES), np.float32)
+    return classification_report(examples.labels, logits).to_dict()
+
+
+# ---------------------------------------------------------------- the loop
+
+
+@dataclass(frozen=True)
+class FitResult:
+    run_dir: Path
+    metrics: dict
+    seconds: float
+    resumed_from_step: int
+
+
+def fit(
+    *,
+    config: RunConfig,
+    run_dir: Path,
+    resume: bool = False,
+    source: BatchSource | None = None,
+    dataset: DecodedDataset | None = None,
+    progress: bool = True,
+    threads: int = 0,
+) -> FitResult:
+    """Train ``config`` into ``run_dir``; with ``resume`` continue from ``checkpoints/last.npz``.
+
+    Refuses a folder another process is training (two writers would interleave checkpoints).
+    """
+    from distill.core.io import exclusive_folder
+
+    with exclusive_folder(run_dir, doing="trained"):
+        return _fit_in_held_folder(config=config, run_dir=Path(run_dir), resume=resume, source=source, dataset=dataset,
+                                   progress=progress, threads=threads)
+
+
+def _fit_in_held_folder(*, config: RunConfig, run_dir: Path, resume: bool, source: BatchSource | None, dataset: DecodedDataset | None,
+                        progress: bool, threads: int) -> FitResult:
+    import keras
+    import tensorflow as tf
+
+    from distill.training.loss import distillation_loss
+
+    configure_threads(threads)
+    _claim_run_dir(run_dir, config, resume)
+    keras.utils.set_random_seed(config.seed)
+    dataset = dataset or open_run_dataset(config, progress=progress)
+    source = source or AugmentedSource(dataset, config)
+    schedule = config.schedule
+    alpha = 1.0 if config.distill is None else config.distill.alpha
+    temperature = 1.0 if config.distill is None else config.distill.temperature
+
+    model = build_model(config)
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule.learning_rate, weight_decay=schedule.weight_decay)
+    optimizer.build(model.trainable_variables)
+    steps_per_epoch = source.steps_per_epoch
+    total_steps = schedule.epochs * steps_per_epoch
+    state = {"step": 0, "best_accuracy": -1.0, "best_epoch": -1, "history": []}
+    if resume and (run_dir / LAST).exists():
+        state = load_checkpoint(run_dir / LAST, model, optimizer)
+    resumed_from = state["step"]
+
+    def loss_on(logits, y, soft):
+        return distillation_loss(logits, y, soft, alpha=alpha, temperature=temperature, label_smoothing=schedule.label_smoothing)
+
+    @tf.function(reduce_retracing=True)
+    def train_step(x, y, soft, partner, weight):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = loss_on(logits, y, soft)
+            if schedule.mixup_alpha > 0:
+                # each term is linear in its target (KL up to a constant), so this is the loss on the mixed targets
+                loss = weight * loss + (1.0 - weight) * loss_on(logits, tf.gather(y, partner), tf.gather(soft, partner))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    predict = make_predictor(model)
+    validation = evaluation_examples(dataset, config, "validation")
+    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard"))
+    started = time.time()
+    empty_soft = np.zeros((schedule.batch_size, NUM_CLASSES), np.float32)
+    from distill.core.progress import track
+
+    try:
+        for epoch in range(state["step"] // steps_per_epoch, schedule.epochs):
+            start = state["step"] - epoch * steps_per_epoch
+            losses = []
+            batches = prefetch(source.batches(epoch, start))
+            for batch in track(batches, total=steps_per_epoch - start, description=f"{config.arch} epoch {epoch + 1}/{schedule.epochs}", disable=not progress):
+                lr = learning_rate_at(state["step"], total_steps=total_steps, steps_per_epoch=steps_per_epoch, schedule=schedule)
+                optimizer.learning_rate.assign(lr)
+                soft = batch.soft if batch.soft is not None else empty_soft[: len(batch.labels)]
+                x, partner, weight = batch.waveforms, np.arange(len(batch.labels)), 1.0
+                if schedule.mixup_alpha > 0:
+                    partner, weight = mixup_pairs(seed=config.seed, step=state["step"], batch=len(batch.labels), alpha=schedule.mixup_alpha)
+                    x = weight * x + (1.0 - weight) * x[partner]
+                loss = float(train_step(x, batch.labels, soft, partner, tf.constant(weight, tf.float32)))
+                if not np.isfinite(loss):
+                    raise DistillError(f"training diverged at step {state['step']} (loss {loss}); lower --lr")
+                losses.append(loss)
+                state["step"] += 1
+                if state["step"] % 20 == 0:
+                    with writer.as_default():
+                        tf.summary.scalar("train/loss", loss, step=state["step"])
+                        tf.summary.scalar("train/learning_rate", lr, step=state["step"])
+                if schedule.checkpoint_every_steps and state["step"] % schedule.checkpoint_every_steps == 0:
+                    _save_checkpoint(run_dir / LAST, model, optimizer, state)
+            val = evaluate(predict, dataset, validation)
+            state["history"].append({"epoch": epoch + 1, "step": state["step"], "loss": float(np.mean(losses)) if losses else None, "val_accuracy": val["accuracy"]})
+            with writer.as_default():
+                tf.summary.scalar("validation/accuracy", val["accuracy"], step=state["step"])
+            if val["accuracy"] > state["best_accuracy"]:
+                state["best_accuracy"], state["best_epoch"] = val["accuracy"], epoch + 1
+                _save_checkpoint(run_dir / BEST, model, None, {"epoch": epoch + 1, "val_accuracy": val["accuracy"]})
+            _save_checkpoint(run_dir / LAST, model, optimizer, state)
+            write_json(run_dir / "history.json", state["history"])
+    except KeyboardInterrupt:
+        _save_checkpoint(run_dir / LAST, model, optimizer, state)
+        raise
+    finally:
+        writer.close()
+
+    load_checkpoint(run_dir / CHECKPOINTS[schedule.keep], model)
+    metrics = {
+        "family": config.family,
+        "arch": config.arch,
+        "size": config.size,
+        "params": int(model.count_params()),
+        "checkpoint": schedule.keep,
+        "best_epoch": state["best_epoch"],
+        "steps": state["step"],
+        "validation": evaluate(predict, dataset, validation),
+        "test": evaluate(predict, dataset, evaluation_examples(dataset, config, "testing")),
+        "classes": list(CLASSES),
+    }
+    write_json(run_dir / "metrics.json", metrics)
+    return FitResult(run_dir=run_dir, metrics=metrics, seconds=time.time() - started, resumed_from_step=resumed_from)
+
+
+def _claim_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
+    config_path = run_dir / CONFIG_FILE
+    if config_path.exists():
+        if not resume:
+            raise DistillError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+        saved = load_config(RunConfig, config_path)
+        if saved != config:
+            old, new = to_dict(saved), to_dict(config)
+            changed = sorted(k for k in new if old.get(k) != new.get(k))
+            raise DistillError(f"{run_dir}: --resume with a different config (changed: {', '.join(changed)}); use the saved options or a new --out")
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, config_path)
+
+
+def load_run(run_dir: Path, *, checkpoint: str | None = None):
+    """(config, model) of a finished or partial run, with the weights of ``checkpoint``: "best", "last",
+    or None for the one the run keeps (its ``schedule.keep``)."""
+    run_dir = Path(run_dir)
+    config = load_config(RunConfig, run_dir / CONFIG_FILE)
+    checkpoint = checkpoint or config.schedule.keep
+    if checkpoint not in KEEP_CHOICES:
+        raise DistillError(f"checkpoint must be one of {KEEP_CHOICES}, got {checkpoint!r}")
+    path = run_dir / CHECKPOINTS[checkpoint]
+    if not path.exists():
+        raise DistillError(f"{run_dir}: no {checkpoint} checkpoint yet (has training finished an epoch?)")
+    model = build_model(config)
+    load_checkpoint(path, model)
+    return config, model
+
+
+def kept_checkpoint(run_dir: Path) -> str:
+    """The checkpoint a run stands for ("best" or "last"), read from its config: runs saved before
+    ``schedule.keep`` existed load with its default, which is what they kept."""
+    return load_config(RunConfig, Path(run_dir) / CONFIG_FILE).schedule.keep
+
+
+def score_run(run_dir: Path, *, checkpoint: str | None = None, splits: tuple[str, ...] = ("validation", "testing"),
+              datasets: dict[str, DecodedDataset] | None = None) -> dict[str, float]:
+    """Accuracy of one checkpoint of a run on each split, measured now rather than read from metrics.json,
+    which holds only the checkpoint the run keeps. ``datasets`` caches decoded trees across calls."""
+    config, model = load_run(run_dir, checkpoint=checkpoint)
+    datasets = {} if datasets is None else datasets
+    if config.data not in datasets:
+        datasets[config.data] = open_run_dataset(config, progress=False)
+    dataset = datasets[config.data]
+    predict = make_predictor(model)
+    return {split: evaluate(predict, dataset, evaluation_examples(dataset, config, split))["accuracy"] for split in splits}
+
+
+# ---------------------------------------------------------------- several runs in parallel
+
+
+def _fit_in_worker(config: RunConfig, run_dir: str, resume: bool, threads: int) -> dict:
+    # Runs in a joblib worker process: limit TensorFlow before it initialises.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    result = fit(config=config, run_dir=Path(run_dir), resume=resume, progress=False, threads=threads)
+    return {"run_dir": str(result.run_dir), "metrics": result.metrics, "seconds": result.seconds}
+
+
+def fit_parallel(
+    *,
+    configs: list[RunConfig],
+    run_dirs: list[Path],
+    jobs: int = 1,
+    backend: str = "loky",
+    resume: bool = False,
+    progress: bool = True,
+) -> list[dict]:
+    """Train several runs at once through joblib.
+
+    ``backend="loky"`` uses local processes; ``backend="dask"`` sends each run
+    to the ``dask.distributed`` cluster of the current ``Client`` (create one
+    first, e.g. ``Client("tcp://scheduler:8786")``), so the same call scales
+    from a laptop to a cluster. The decoded cache is built once up front so
+    workers only memory-map it.
+    """
+    from joblib import Parallel, delayed, parallel_config
+
+    if len(configs) != len(run_dirs):
+        raise ValueError("configs and run_dirs must have the same length")
+    for config in {(c.data, c.cache_dir, c.skip_bad): c for c in configs}.values():  # one per distinct tree and its settings
+        open_run_dataset(config, progress=progress)
+    if jobs == 1 and backend != "dask":
+        return [
+            {"run_dir": str(r.run_dir), "metrics": r.metrics, "seconds": r.seconds}
+            for r in (fit(config=c, run_dir=d, resume=resume, progress=progress) for c, d in zip(configs, run_dirs))
+        ]
+    cores = os.cpu_count() or 1
+    threads = max(1, cores // max(1, min(jobs, len(configs))))
+    with parallel_config(backend=backend, n_jobs=jobs):
+        return Parallel(verbose=10 if progress else 0)(
+            delayed(_fit_in_worker)(c, str(d), resume, threads) for c, d in zip(configs, run_dirs)
+        )

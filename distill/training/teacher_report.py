@@ -1,0 +1,104 @@
+"""Reports on soft labels: per-teacher and ensemble accuracy, agreement, confusion matrices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from distill.core.errors import DistillError
+from distill.core.io import atomic_path, write_json, write_text
+from distill.core.labels import CLASSES
+from distill.core.metrics import classification_report, confusion_matrix, softmax
+from distill.training.soft_labels import ensemble_probabilities, load_soft_labels
+
+
+def save_confusion_png(path: Path, labels: np.ndarray, predictions: np.ndarray, *, title: str) -> Path:
+    """A row-normalised confusion matrix with counts, as a PNG (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = confusion_matrix(labels, predictions)
+    rows = np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=110)
+    ax.imshow(cm / rows, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=60, ha="right")
+    ax.set_yticks(range(len(CLASSES)), CLASSES)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(len(CLASSES)):
+        for j in range(len(CLASSES)):
+            if cm[i, j]:
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7, color="white" if cm[i, j] / rows[i, 0] > 0.5 else "black")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+@dataclass(frozen=True)
+class TeacherReport:
+    rows: list[dict]  # one per teacher + the ensemble, per split
+    agreement: dict[str, float]
+    files: list[Path]
+
+    def to_table(self) -> str:
+        splits = sorted({r["split"] for r in self.rows})
+        header = f"{'model':<24}" + "".join(f"{s:>12}" for s in splits)
+        lines = []
+        for title, key, cell in (("accuracy, clean view", "accuracy", lambda v: f"{100 * v:>11.2f}%"),
+                                 ("mean top probability, all views", "mean_top_probability", lambda v: f"{v:>12.3f}")):
+            lines += [title, header, "-" * len(header)]
+            for model in dict.fromkeys(r["model"] for r in self.rows):
+                value = {r["split"]: r[key] for r in self.rows if r["model"] == model}
+                lines.append(f"{model:<24}" + "".join(cell(value[s]) if s in value else f"{'-':>12}" for s in splits))
+            lines.append("")
+        lines.append("teacher agreement (all teachers' argmax equal): " + ", ".join(f"{s} {100 * a:.1f}%" for s, a in self.agreement.items()))
+        return "\n".join(lines)
+
+
+def teacher_report(*, soft_labels: Path, out: Path | None = None, splits: tuple[str, ...] = ("validation", "testing"), temperature: float = 1.0,
+                   members: tuple[str, ...] | None = None) -> TeacherReport:
+    """Accuracy (clean view) of each teacher and of their ensemble, per-class recall and agreement; saves JSON, text and PNGs.
+
+    ``members`` restricts the report (and the ensemble) to those teachers of the folder, so candidate
+    ensembles can be compared from one prediction. The mean top probability, over every stored view,
+    says how sure a teacher is: on the training split, near the label-smoothing ceiling it has memorised
+    the clips it would teach from."""
+    out = Path(out or soft_labels)
+    rows, agreement, files, used = [], {}, [], []
+    for split in splits:
+        soft = load_soft_labels(Path(soft_labels), split)
+        if soft.examples is None:
+            raise DistillError(f"{soft_labels}: the {split!r} split has no labels to score; choose from training, validation, testing")
+        chosen = _member_positions(soft.teachers, members, soft_labels)
+        used = [soft.teachers[i] for i in chosen]
+        labels = soft.examples.labels
+        logits = np.asarray(soft.logits[chosen], dtype=np.float32)  # (teachers, views, N, 12)
+        clean = logits[:, 0]
+        for name, teacher_logits in zip(used, logits):
+            rows.append({"model": name, "split": split, **classification_report(labels, teacher_logits[0]).to_dict(),
+                         "mean_top_probability": float(softmax(teacher_logits, temperature=temperature).max(-1).mean())})
+        ensemble = ensemble_probabilities(logits, temperature=temperature)  # (views, N, 12)
+        report = classification_report(labels, ensemble[0])
+        rows.append({"model": "ensemble", "split": split, **report.to_dict(), "mean_top_probability": float(ensemble.max(-1).mean())})
+        agreement[split] = float((clean.argmax(-1) == clean.argmax(-1)[0]).all(axis=0).mean())
+        files.append(save_confusion_png(out / f"confusion_ensemble_{split}.png", labels, ensemble[0].argmax(-1), title=f"teacher ensemble, {split} ({100 * report.accuracy:.2f}%)"))
+    result = TeacherReport(rows=rows, agreement=agreement, files=files)
+    write_json(out / "report.json", {"rows": rows, "agreement": agreement, "members": used})
+    write_text(out / "report.txt", result.to_table() + "\n")
+    return result
+
+
+def _member_positions(teachers: tuple[str, ...], members: tuple[str, ...] | None, folder: Path) -> list[int]:
+    if not members:
+        return list(range(len(teachers)))
+    unknown = [m for m in members if m not in teachers]
+    if unknown:
+        raise DistillError(f"{folder}: no teacher named {', '.join(unknown)}; its teachers are {', '.join(teachers)}")
+    return [teachers.index(m) for m in dict.fromkeys(members)]
