@@ -78,7 +78,7 @@ def main() -> None:
                         help="fold batch norms like `distill export` (default on)")
     args = parser.parse_args()
 
-    from distill.submission.submit import configure_threads
+    from distill.submission.predictor import configure_threads
 
     configure_threads(1, args.threads)
     import numpy as np
@@ -86,7 +86,8 @@ def main() -> None:
     from distill.core.registry import STUDENTS
     from distill.data.wav import decode_wav
     from distill.export.freeze import freeze_waveform_model, graph_summary
-    from distill.submission.submit import GraphPredictor, write_submission
+    from distill.submission.predictor import GraphPredictor
+    from distill.submission.writer import write_submission
 
     work = Path(tempfile.mkdtemp(prefix="bench_submit_"))
     try:

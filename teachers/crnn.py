@@ -37,6 +37,13 @@ recurrent) x 49 steps x 2 directions).
 Training speed (batch 64, 2 threads, shared 2-core machine, several runs under
 other users' load): default 155-180 clips/s, small 220-690 clips/s; the GRU loop
 (a tf.while_loop on CPU) dominates, so widening the convs costs little.
+
+Default size: 700,668 parameters, 43.1 M MACs.
+
+These are the figures :func:`distill.compliance.footprint.model_footprint` reports:
+``count_params()`` (BatchNorm statistics included) and the MACs of the frozen
+inference graph, front-end included; recurrent layers unrolled.
+``tests/architectures/test_contract.py`` checks them.
 """
 
 from __future__ import annotations

@@ -10,29 +10,8 @@ import sys
 
 import typer
 
-from distill import __version__
+from distill.cli.root import app
 from distill.core.errors import DistillError
-
-app = typer.Typer(
-    name="distill",
-    help="Ensemble distillation for small-footprint keyword spotting (Kaggle TF speech challenge rules).",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-    add_completion=False,
-)
-
-
-def _version_callback(value: bool) -> None:
-    if value:
-        typer.echo(f"distill {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
-) -> None:
-    """Train teachers, distill a compact student, calibrate, export a TF 1.4 graph, check it and submit."""
 
 
 @app.command("classes")
@@ -44,9 +23,15 @@ def classes_command() -> None:
         typer.echo(f"{i}\t{name}")
 
 
+SUBCOMMAND_MODULES = ("calibrate", "data", "demo", "export", "pseudo", "recipe", "run", "student", "submit", "teachers")
+
+
 def _register_subcommands() -> None:
-    # each module adds its sub-app to ``app``
-    from distill.cli import calibrate, data, demo, export, pseudo, student, submit, teachers  # noqa: F401
+    # each module adds its sub-app to ``app`` when imported
+    import importlib
+
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(f"distill.cli.{name}")
 
 
 _register_subcommands()

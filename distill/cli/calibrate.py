@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from distill.cli import app, options
+from distill.cli import options
+from distill.cli.root import app
 
 
 @app.command("calibrate")

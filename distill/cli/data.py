@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from distill.cli import app
+from distill.cli.root import app, echo_rich
 
 data_app = typer.Typer(no_args_is_help=True, help="Make (synth), fetch and inspect Speech Commands-layout datasets.")
 app.add_typer(data_app, name="data")
@@ -69,4 +69,7 @@ def stats_command(
     from distill.data.stats import dataset_stats
 
     stats = dataset_stats(root=root, skip_bad=skip_bad, cache_dir=cache_dir)
-    typer.echo(json.dumps(stats.to_dict(), indent=2) if as_json else stats.to_table().rstrip("\n"))
+    if as_json:
+        typer.echo(json.dumps(stats.to_dict(), indent=2))
+    else:
+        echo_rich(stats.to_rich())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from distill.cli import app
+from distill.cli.root import app, echo_rich
 
 
 @app.command("demo")
@@ -23,16 +23,15 @@ def demo_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Run the pipeline on synthesized speech (eSpeak NG; a demo, never a competition model) and print a summary."""
-    from distill.pipeline.demo import DemoConfig, format_table, run_demo
+    from distill.pipeline.demo import DemoConfig, model_table, run_demo, stages_table
 
     config = DemoConfig(speakers=speakers, takes=takes, test_clips=test_clips, seed=seed, jobs=jobs, teacher_epochs=teacher_epochs,
                         student_epochs=student_epochs, full=not data_only)
     result = run_demo(out=out, config=config, progress=not quiet, log=typer.echo)
-    typer.echo(result.stats_table.rstrip("\n"))
+    echo_rich(result.stats.to_rich())
     typer.echo("")
     if result.table:
-        typer.echo(format_table(result.table))
+        echo_rich(model_table(result.table))
         typer.echo("")
-    for s in result.stages:
-        typer.echo(f"{s['stage']:<10} {s['seconds']:>7.1f} s  ok")
+    echo_rich(stages_table(result.stages))
     typer.echo(f"summary: {result.out / 'summary.json'}" + (f", {result.out / 'summary.html'}" if result.table else ""))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from distill.cli import app
+from distill.cli.root import app, echo_rich
 
 
 @app.command("export")
@@ -27,9 +27,27 @@ def export_command(
     typer.echo(f"{result.model_path}: {result.bytes:,} bytes, {result.folded_batch_norms} batch norms folded, "
                f"{result.quantized_constants} constants quantized; estimated Pi 3 {fp['pi3_ms']:.1f} ms (+-{100 * fp['pi3_loo_error']:.0f}%)")
     if result.checks is not None:
-        from distill.compliance.checks import CheckLine, CheckReport
-
-        report = CheckReport(lines=[CheckLine(**line) for line in result.checks["lines"]])
-        typer.echo(report.to_table())
-        if not report.passed:
+        echo_rich(check_table(result.checks["lines"]))
+        typer.echo("")
+        typer.echo("all checks passed" if result.checks["passed"] else "SOME CHECKS FAILED")
+        if not result.checks["passed"]:
             raise typer.Exit(1)
+
+
+def check_table(lines: list[dict]):
+    """The --check-pi results (``CheckReport.to_dict()["lines"]``) as a rich Table: check, PASS/FAIL, value; a
+    check's detail on the line below its value."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("value", max_width=100)  # a long detail wraps in its cell rather than widening the table
+    for line in lines:
+        passed = bool(line["passed"])
+        table.add_row(Text(line["name"]), Text("PASS" if passed else "FAIL", style="green" if passed else "bold red"), Text(str(line["value"])))
+        if line.get("detail"):
+            table.add_row(Text(""), Text(""), Text(str(line["detail"]), style="dim"))
+    return table

@@ -31,6 +31,18 @@ RESUME = typer.Option(False, "--resume", help="Continue an interrupted run in OU
 QUIET = typer.Option(False, "--quiet", help="No progress bars.")
 
 
+RECIPE = typer.Option(None, "--recipe", help="Recipe whose values are this command's defaults: a shipped name (`distill recipe list`) or a .toml file; options given here override it. Default: the default recipe, whose values --help shows.")
+
+
+def recipe_option(key: str, flag: str, help: str, **kwargs):
+    """An option whose default is the recipe's ``key`` (None until the recipe is read), shown in --help from the default recipe."""
+    from distill.pipeline.recipe import default_values
+
+    value = default_values()[key]
+    shown = ("on" if value else "off") if isinstance(value, bool) else (",".join(value) if isinstance(value, list) else str(value))
+    return typer.Option(None, flag, help=f"{help} Recipe key: {key}.", show_default=shown, **kwargs)
+
+
 def schedule_config(*, epochs: int, batch_size: int, lr: float, warmup_epochs: float, weight_decay: float, label_smoothing: float, mixup: float = 0.0, keep: str = "best"):
     from distill.core.errors import DistillError
     from distill.training.fit import KEEP_CHOICES, ScheduleConfig

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from distill.cli import app
+from distill.cli.root import app
 
 pseudo_app = typer.Typer(no_args_is_help=True, help="Pseudo-labels for unlabeled clips: select confident ones, review them in a browser.")
 app.add_typer(pseudo_app, name="pseudo")

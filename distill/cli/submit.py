@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from distill.cli import app
+from distill.cli.root import app
 
 MODEL = typer.Option(..., "--model", help="Frozen graph: a .pb file, or a folder holding model.pb (and labels.txt, which must list the 12 classes in softmax order).")
 
@@ -27,7 +27,9 @@ def submit_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Predict every test clip with a frozen graph and write the Kaggle submission CSV (resumable, validated)."""
-    from distill.submission.submit import configure_threads, default_workers, score_submission, write_submission
+    from distill.submission.predictor import configure_threads, default_workers
+    from distill.submission.scoring import score_submission
+    from distill.submission.writer import write_submission
 
     workers = threads or default_workers()
     if not configure_threads(1, workers):
@@ -63,7 +65,7 @@ def label_wav_command(
     top_k: int = typer.Option(3, "--top-k", help="How many of the 12 labels to print per file, best first."),
 ) -> None:
     """Label wav files like the TensorFlow tutorial's label_wav.py: the raw bytes go to wav_data:0 (DecodeWav in the graph)."""
-    from distill.submission.submit import label_wav
+    from distill.submission.label_wav import label_wav
 
     results = label_wav(model=model, wavs=wavs, top_k=top_k)
     for result in results:

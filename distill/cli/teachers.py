@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from distill.cli import app, options
+from distill.cli import options
+from distill.cli.root import app, echo_rich
 from distill.core.registry import TEACHERS
 
 teachers_app = typer.Typer(no_args_is_help=True, help="Large, unconstrained teacher nets and their soft labels.")
@@ -17,27 +18,37 @@ def _arch_help() -> str:
     return "Teacher architecture, repeatable: " + ", ".join(TEACHERS.names()) + "."
 
 
+TRAIN_FLAGS = {
+    "teachers.families": "--arch", "teachers.size": "--size", "teachers.epochs": "--epochs", "teachers.batch_size": "--batch-size",
+    "teachers.learning_rate": "--lr", "teachers.label_smoothing": "--label-smoothing", "teachers.keep": "--keep", "teachers.seeds": "--seeds",
+    "teachers.folds": "--folds", "data.silence_percentage": "--silence-percentage", "data.unknown_percentage": "--unknown-percentage", "data.seed": "--seed",
+}
+PREDICT_FLAGS = {"predict.views": "--views", "predict.view_masks": "--view-masks", "data.silence_percentage": "--silence-percentage",
+                 "data.unknown_percentage": "--unknown-percentage", "data.seed": "--seed"}
+
+
 @teachers_app.command("train")
 def train_command(
-    arch: list[str] = typer.Option(..., "--arch", help=_arch_help()),
+    recipe: str = options.RECIPE,
+    arch: list[str] = options.recipe_option("teachers.families", "--arch", _arch_help()),
     data: Path = options.DATA,
     out: Path = typer.Option(Path("runs/teachers"), "--out", help="Folder that gets one run folder per architecture."),
-    size: str = typer.Option("default", "--size", help="Size preset of every architecture (each file lists its SIZES; 'toy' for tests, 'small' for demos)."),
-    epochs: int = options.EPOCHS,
-    batch_size: int = options.BATCH,
-    lr: float = options.LR,
+    size: str = options.recipe_option("teachers.size", "--size", "Size preset of every architecture (each file lists its SIZES; 'toy' for tests, 'small' for demos)."),
+    epochs: int = options.recipe_option("teachers.epochs", "--epochs", "Training epochs."),
+    batch_size: int = options.recipe_option("teachers.batch_size", "--batch-size", "Examples per step."),
+    lr: float = options.recipe_option("teachers.learning_rate", "--lr", "Peak learning rate (linear warm-up, then cosine decay)."),
     warmup_epochs: float = options.WARMUP,
     weight_decay: float = options.WEIGHT_DECAY,
-    label_smoothing: float = options.SMOOTHING,
+    label_smoothing: float = options.recipe_option("teachers.label_smoothing", "--label-smoothing", "Label smoothing of the hard-label loss."),
     mixup: float = options.MIXUP,
-    keep: str = options.KEEP,
-    silence_percentage: float = options.SILENCE,
-    unknown_percentage: float = options.UNKNOWN,
+    keep: str = options.recipe_option("teachers.keep", "--keep", "Checkpoint the run stands for: best = the best validation epoch, last = the end of the schedule."),
+    silence_percentage: float = options.recipe_option("data.silence_percentage", "--silence-percentage", "Silence examples as a percentage of the target-word count."),
+    unknown_percentage: float = options.recipe_option("data.unknown_percentage", "--unknown-percentage", "Unknown-word examples as a percentage of the target-word count."),
     no_augment: bool = options.NO_AUGMENT,
     frontend: str = options.FRONTEND,
-    seed: int = options.SEED,
-    seeds: int = typer.Option(1, "--seeds", help="Runs per architecture with different seeds: out/<arch>, out/<arch>-s1, ... (more ensemble members)."),
-    folds: int = typer.Option(1, "--folds", help="Cross-fitting: K > 1 trains each teacher K times, out/<arch>-cf/fold<k> without the k-th fold of training speakers, so `teachers predict` labels every training clip with a run that never fitted it (K x the training cost)."),
+    seed: int = options.recipe_option("data.seed", "--seed", "Seed for initialisation, example order and augmentation."),
+    seeds: int = options.recipe_option("teachers.seeds", "--seeds", "Runs per architecture with different seeds: out/<arch>, out/<arch>-s1, ... (more ensemble members)."),
+    folds: int = options.recipe_option("teachers.folds", "--folds", "Cross-fitting: K > 1 also trains each teacher K times, out/<arch>-cf/fold<k> without the k-th fold of training speakers, so `teachers predict` labels every training clip with a run that never fitted it (K x the training cost); 1 = off."),
     jobs: int = typer.Option(1, "--jobs", help="Teachers trained at once (joblib processes; threads are split between them)."),
     backend: str = typer.Option("loky", "--backend", help="joblib backend: loky (local processes) or dask (a dask.distributed cluster, see --scheduler)."),
     scheduler: str = typer.Option(None, "--scheduler", help="dask.distributed scheduler address for --backend dask (default: start a LocalCluster)."),
@@ -45,19 +56,38 @@ def train_command(
     cache_dir: Path = options.CACHE_DIR,
     resume: bool = options.RESUME,
 ) -> None:
-    """Train one or more teachers (in parallel with --jobs); each run folder gets config, checkpoints, metrics and TensorBoard logs."""
+    """Train one or more teachers (in parallel with --jobs); each run folder gets config, checkpoints, metrics and TensorBoard logs.
+
+    Every option left out takes the recipe's value (--recipe, default: the default recipe). With --folds K > 1 each
+    teacher is trained on all training speakers (out/<arch>) and as a K-fold group (out/<arch>-cf), as `distill run` does."""
+    from distill.core.errors import DistillError
+    from distill.pipeline.recipe import apply_options, mix_config, schedule_config
     from distill.training.teacher_fit import train_teachers
 
-    results = train_teachers(
-        archs=arch, data=data, out=out, size=size,
-        schedule=options.schedule_config(epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay, label_smoothing=label_smoothing, mixup=mixup, keep=keep),
-        mix=options.mix_config(silence_percentage=silence_percentage, unknown_percentage=unknown_percentage),
-        augment=options.augment_config(no_augment=no_augment), frontend=options.frontend_config(frontend), seed=seed, seeds=seeds, folds=folds,
-        jobs=jobs, backend=backend, scheduler=scheduler, skip_bad=skip_bad, cache_dir=cache_dir, resume=resume,
-    )
-    for r in results:
-        m = r["metrics"]
-        typer.echo(f"{m['arch']:<10} params {m['params']:>9,}  val {100 * m['validation']['accuracy']:.2f}%  test {100 * m['test']['accuracy']:.2f}%  ({r['seconds']:.0f} s) -> {r['run_dir']}")
+    given = {"teachers.families": tuple(arch) if arch else None, "teachers.size": size, "teachers.epochs": epochs, "teachers.batch_size": batch_size,
+             "teachers.learning_rate": lr, "teachers.label_smoothing": label_smoothing, "teachers.keep": keep, "teachers.seeds": seeds, "teachers.folds": folds,
+             "data.silence_percentage": silence_percentage, "data.unknown_percentage": unknown_percentage, "data.seed": seed}
+    resolved, source = apply_options(recipe, given, TRAIN_FLAGS)
+    t = resolved.teachers
+    if mixup < 0:
+        raise DistillError(f"--mixup must be >= 0 (0 turns it off), got {mixup}")
+    results = []
+    for k in (t.folds, 1) if t.folds > 1 else (1,):  # fold groups first: a K the data cannot fill is refused before any training
+        results += train_teachers(
+            archs=list(t.families), data=data, out=out, size=t.size, schedule=schedule_config(t, warmup_epochs=warmup_epochs, weight_decay=weight_decay, mixup_alpha=mixup),
+            mix=mix_config(resolved.data), augment=options.augment_config(no_augment=no_augment), frontend=options.frontend_config(frontend),
+            seed=resolved.data.seed, seeds=t.seeds, folds=k, jobs=jobs, backend=backend, scheduler=scheduler, skip_bad=skip_bad, cache_dir=cache_dir,
+            resume=resume, recipe=source,
+        )
+    if results:
+        from distill.core.tables import aligned_table
+
+        echo_rich(aligned_table(
+            ["teacher", "params", "val", "test", "seconds", "run folder"],
+            [[r["metrics"]["arch"], f"{r['metrics']['params']:,}", f"{100 * r['metrics']['validation']['accuracy']:.2f}%",
+              f"{100 * r['metrics']['test']['accuracy']:.2f}%", f"{r['seconds']:.0f}", r["run_dir"]] for r in results],
+            right_from=1, right_to=5,
+        ))
 
 
 @teachers_app.command("predict")
@@ -65,24 +95,30 @@ def predict_command(
     teacher: list[Path] = typer.Option(..., "--teacher", help="A teacher run folder, or a fold group from `teachers train --folds K` (out-of-fold labels on training clips); repeatable, all of them form the ensemble."),
     data: Path = options.DATA,
     out: Path = typer.Option(Path("runs/soft_labels"), "--out", help="Soft-label folder to write (re-running resumes)."),
-    views: int = typer.Option(4, "--views", help="Views per example: view 0 is the clean clip, views 1.. are seeded augmentations."),
+    recipe: str = options.RECIPE,
+    views: int = options.recipe_option("predict.views", "--views", "Views per example: view 0 is the clean clip, views 1.. are seeded augmentations."),
     split: list[str] = typer.Option(["training", "validation", "testing"], "--split", help="Splits to label, repeatable."),
     unlabeled: Path = typer.Option(None, "--unlabeled", help="Also label an unlabeled Kaggle-style folder of clip_*.wav (pseudo-label candidates)."),
-    silence_percentage: float = options.SILENCE,
-    unknown_percentage: float = options.UNKNOWN,
-    seed: int = options.SEED,
+    silence_percentage: float = options.recipe_option("data.silence_percentage", "--silence-percentage", "Silence examples as a percentage of the target-word count."),
+    unknown_percentage: float = options.recipe_option("data.unknown_percentage", "--unknown-percentage", "Unknown-word examples as a percentage of the target-word count."),
+    seed: int = options.recipe_option("data.seed", "--seed", "Seed of the augmented views."),
     cache_dir: Path = options.CACHE_DIR,
     quiet: bool = options.QUIET,
     reuse: Path = typer.Option(None, "--reuse", help="A soft-label folder made with the same options (views, splits, mix, seed): the teachers it shares with this ensemble are linked in, not predicted again. Adds a member for the cost of one."),
-    view_masks: bool = options.VIEW_MASKS,
+    view_masks: bool = options.recipe_option("predict.view_masks", "--view-masks/--no-view-masks", "SpecAugment-like masks inside every augmented view's waveform (2 silent spans up to 100 ms, 2 removed bands up to 340 mel), so teachers label the masked clip the student sees; costs about 0.5 ms per clip."),
 ) -> None:
-    """Write per-teacher logits (float16) for K augmented views of every example, aligned to the data index."""
+    """Write per-teacher logits (float16) for K augmented views of every example, aligned to the data index.
+
+    Every option left out takes the recipe's value (--recipe, default: the default recipe)."""
+    from distill.pipeline.recipe import apply_options, augment_config, mix_config
     from distill.training.soft_labels import predict_soft_labels
 
+    given = {"predict.views": views, "predict.view_masks": view_masks, "data.silence_percentage": silence_percentage,
+             "data.unknown_percentage": unknown_percentage, "data.seed": seed}
+    resolved, _ = apply_options(recipe, given, PREDICT_FLAGS)
     result = predict_soft_labels(
-        teacher_runs=teacher, data=data, out=out, views=views, splits=tuple(split), unlabeled=unlabeled,
-        mix=options.mix_config(silence_percentage=silence_percentage, unknown_percentage=unknown_percentage),
-        augment=options.augment_config(no_augment=False, view_masks=view_masks), seed=seed, cache_dir=cache_dir, progress=not quiet, reuse=reuse,
+        teacher_runs=teacher, data=data, out=out, views=resolved.predict.views, splits=tuple(split), unlabeled=unlabeled, mix=mix_config(resolved.data),
+        augment=augment_config(resolved.predict), seed=resolved.data.seed, cache_dir=cache_dir, progress=not quiet, reuse=reuse,
     )
     typer.echo(f"soft labels of {', '.join(result.teachers)} in {result.out}: " + ", ".join(f"{k} {v}" for k, v in result.counts.items()))
 
@@ -99,5 +135,5 @@ def report_command(
     from distill.training.teacher_report import teacher_report
 
     report = teacher_report(soft_labels=soft_labels, out=out, temperature=temperature, splits=tuple(split), members=tuple(member) or None)
-    typer.echo(report.to_table())
+    echo_rich(report.to_rich())
     typer.echo("wrote " + ", ".join(str(f) for f in report.files))

@@ -42,17 +42,6 @@ class CheckReport:
     def passed(self) -> bool:
         return bool(self.lines) and all(line.passed for line in self.lines)
 
-    def to_table(self) -> str:
-        width = max(len(line.name) for line in self.lines)
-        rows = [f"{'check':<{width}}  result  value", "-" * (width + 40)]
-        for line in self.lines:
-            rows.append(f"{line.name:<{width}}  {'PASS' if line.passed else 'FAIL':<6}  {line.value}")
-            if line.detail:
-                rows.append(f"{'':<{width}}          {line.detail}")
-        rows.append("")
-        rows.append("all checks passed" if self.passed else "SOME CHECKS FAILED")
-        return "\n".join(rows)
-
     def to_dict(self) -> dict:
         return {"passed": self.passed, "lines": [asdict(line) for line in self.lines], "measurements": self.measurements}
 

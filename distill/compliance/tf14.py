@@ -30,6 +30,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from distill.core.errors import DistillError
+from distill.core.io import atomic_folder
 
 TF14_VERSION = "1.4.0"
 WHEEL_ENV = "DISTILL_TF14_WHEEL"
@@ -114,8 +115,8 @@ def tf14_runtime_dir(*, wheel: str | os.PathLike | None = None, cache_dir: str |
     marker = target / "COMPLETE"
     if marker.is_file():
         return target / "tensorflow"
-    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=source.parent))
-    try:
+    # renamed into place when complete; a folder another process put there first is kept
+    with atomic_folder(target, replace=False) as tmp:
         try:
             with zipfile.ZipFile(source) as zf:
                 for rel in RUNTIME_FILES:
@@ -127,14 +128,8 @@ def tf14_runtime_dir(*, wheel: str | os.PathLike | None = None, cache_dir: str |
         except (KeyError, zipfile.BadZipFile, OSError) as exc:
             raise DistillError(f"{source}: cannot extract the TF 1.4 libraries ({exc}); {_FIX}") from None
         (tmp / "COMPLETE").write_text(json.dumps({"wheel": str(source), "files": list(RUNTIME_FILES)}))
-        try:
-            os.rename(tmp, target)  # atomic; fails if another process got there first
-        except OSError:
-            if not marker.is_file():
-                raise DistillError(f"{target}: exists but is incomplete; delete it and retry") from None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    if not marker.is_file():
+        raise DistillError(f"{target}: exists but is incomplete; delete it and retry")
     return target / "tensorflow"
 
 

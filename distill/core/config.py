@@ -20,6 +20,14 @@ from distill.core.io import read_json, write_json
 T = TypeVar("T")
 
 
+@dataclasses.dataclass(frozen=True)
+class RecipeSource:
+    """Where a run's settings came from: a recipe (shipped name or file) and the options that overrode it."""
+
+    name: str
+    overrides: tuple[str, ...] = ()  # dotted KEY=VALUE, e.g. students.0.epochs=80
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     if not dataclasses.is_dataclass(config):
         raise TypeError(f"{type(config).__name__} is not a dataclass")

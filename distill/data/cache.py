@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -20,13 +18,13 @@ import numpy as np
 
 from distill import __version__
 from distill.core.errors import BadAudioError, DistillError
-from distill.core.io import write_json, write_text
+from distill.core.io import atomic_folder, write_json, write_text
 from distill.core.labels import (
     CLIP_SAMPLES,
 )
 from distill.core.progress import track
-from distill.data.index import _NO_NOISE_NOTE, TESTING_LIST, VALIDATION_LIST, ClipIndex, _check_percentages, _FileStat, _scan_tree, _split_tree, _Tree, _warn_about
-from distill.data.wav import SCALE, _read_many, read_wav
+from distill.data.index import NO_NOISE_NOTE, TESTING_LIST, VALIDATION_LIST, ClipIndex, FileStat, Tree, check_percentages, scan_tree, split_tree, warn_about
+from distill.data.wav import int16_to_float32, read_many, read_wav
 
 # Bumped whenever the cache layout or decoding changes, so old caches rebuild.
 CACHE_FORMAT = 1
@@ -34,7 +32,6 @@ _AUDIO_FILE = "audio.npy"
 _INDEX_FILE = "index.json"
 _NOISE_FILE = "noise.npz"
 _BAD_FILE = "bad_files.tsv"
-
 
 
 def _cache_home() -> Path:
@@ -58,7 +55,8 @@ def default_cache_dir(folder: Path, *, kind: str = "decoded", home: Path | None 
     return (Path(home).expanduser() if home is not None else _cache_home()) / kind / key
 
 
-def _fingerprint(kind: str, files: Iterable[_FileStat], **settings: Any) -> str:
+def cache_fingerprint(kind: str, files: Iterable[FileStat], **settings: Any) -> str:
+    """What a cache of ``kind`` was built from: the format, ``settings`` and every file's name, size and mtime."""
     h = hashlib.sha1()
     h.update(f"distill-cache {kind} format={CACHE_FORMAT}\n".encode())
     for key in sorted(settings):
@@ -69,13 +67,15 @@ def _fingerprint(kind: str, files: Iterable[_FileStat], **settings: Any) -> str:
 
 
 @dataclass
-class _Cache:
+class Cache:
+    """An opened decode cache: its folder, ``index.json`` and the audio rows."""
+
     dir: Path
     meta: dict[str, Any]
     audio: np.ndarray  # int16 memmap (N, CLIP_SAMPLES), read-only
 
 
-def _open_cache(cache_dir: Path, *, kind: str, fingerprint: str) -> _Cache | None:
+def open_cache(cache_dir: Path, *, kind: str, fingerprint: str) -> Cache | None:
     """The cache in ``cache_dir`` if it is complete and matches ``fingerprint``, else None."""
     index_path = cache_dir / _INDEX_FILE
     try:
@@ -88,7 +88,7 @@ def _open_cache(cache_dir: Path, *, kind: str, fingerprint: str) -> _Cache | Non
             return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return _Cache(cache_dir, meta, audio)
+    return Cache(cache_dir, meta, audio)
 
 
 def _is_ours(folder: Path) -> bool:
@@ -96,29 +96,6 @@ def _is_ours(folder: Path) -> bool:
         return folder.is_dir() and (not any(folder.iterdir()) or (folder / _INDEX_FILE).exists() or (folder / _AUDIO_FILE).exists())
     except OSError:
         return False
-
-
-def _temp_prefix(cache_dir: Path, what: str) -> str:
-    return f".{cache_dir.name}.{what}-{socket.gethostname()}-"
-
-
-def _remove_stale_builds(cache_dir: Path) -> None:
-    # A build killed outright (SIGKILL, power loss) leaves its temp folder (or the
-    # old cache it was replacing); the pid in the name tells whether its process
-    # is still alive on this host.
-    prefixes = (_temp_prefix(cache_dir, "building"), _temp_prefix(cache_dir, "old"))
-    try:
-        candidates = [(p, pre) for p in cache_dir.parent.iterdir() for pre in prefixes if p.name.startswith(pre)]
-    except OSError:
-        return
-    for path, prefix in candidates:
-        try:
-            pid = int(path.name[len(prefix) :].split("-", 1)[0])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(path, ignore_errors=True)
-        except (ValueError, OSError):  # not our naming, or alive but not ours to signal
-            continue
 
 
 def _shrink_npy_rows(path: Path, rows: int) -> None:
@@ -154,7 +131,7 @@ def _decode_into(
     kept: list[int] = []
     bad: list[tuple[str, str]] = []
     row = 0
-    results = _read_many(paths)
+    results = read_many(paths)
     for i, result in enumerate(track(results, total=len(paths), description=description, disable=not progress)):
         if isinstance(result, BadAudioError):
             if not skip_bad:
@@ -168,7 +145,7 @@ def _decode_into(
     return np.asarray(kept, dtype=np.int64), bad
 
 
-def _build_cache(
+def build_cache(
     cache_dir: Path,
     *,
     kind: str,
@@ -179,12 +156,12 @@ def _build_cache(
     progress: bool,
     description: str,
     finish: Callable[[Path, np.ndarray, list[tuple[str, str]]], dict[str, Any]],
-) -> _Cache:
+) -> Cache:
     """Decode ``paths`` into a new cache and move it into place atomically.
 
-    Everything is written into a temp folder beside ``cache_dir`` and renamed at
-    the end, ``index.json`` (the file that makes a cache loadable) last; a crash
-    at any point leaves either the old cache or none. ``finish(tmp, kept, bad)``
+    Everything is written into a temp folder beside ``cache_dir`` (``atomic_folder``)
+    and renamed at the end, ``index.json`` (the file that makes a cache loadable)
+    last; a crash at any point leaves either the old cache or none. ``finish(tmp, kept, bad)``
     writes the caller's extra files and returns extra ``index.json`` fields.
     """
     cache_dir = Path(cache_dir)
@@ -192,11 +169,7 @@ def _build_cache(
         raise DistillError(
             f"{cache_dir}: exists and is not a distill decode cache; remove it or pass another --cache-dir"
         )
-    cache_dir.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_builds(cache_dir)
-    tmp = cache_dir.parent / f"{_temp_prefix(cache_dir, 'building')}{os.getpid()}-{os.urandom(4).hex()}"
-    tmp.mkdir()
-    try:
+    with atomic_folder(cache_dir) as tmp:
         audio = np.lib.format.open_memmap(tmp / _AUDIO_FILE, mode="w+", dtype=np.int16, shape=(len(paths), CLIP_SAMPLES))
         try:
             kept, bad = _decode_into(paths, names, audio, skip_bad=skip_bad, progress=progress, description=description)
@@ -225,83 +198,60 @@ def _build_cache(
             **extra,
         }
         write_json(tmp / _INDEX_FILE, meta)
-        _move_into_place(tmp, cache_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    opened = _open_cache(cache_dir, kind=kind, fingerprint=fingerprint)
+    # a concurrent build of the same tree may have won the rename: its cache is as good as ours
+    opened = open_cache(cache_dir, kind=kind, fingerprint=fingerprint)
     if opened is None:  # another process replaced it between our rename and this load
         raise DistillError(f"{cache_dir}: the decode cache changed while it was being written; run the command again")
     return opened
 
 
-def _move_into_place(tmp: Path, cache_dir: Path) -> None:
-    old = None
-    if cache_dir.exists():
-        old = cache_dir.parent / f"{_temp_prefix(cache_dir, 'old')}{os.getpid()}-{os.urandom(4).hex()}"
-        os.rename(cache_dir, old)
-    try:
-        os.rename(tmp, cache_dir)
-    except OSError:
-        # A concurrent build of the same tree won the race; its cache is as good as ours.
-        if not cache_dir.exists():
-            raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    try:  # make the rename itself durable
-        fd = os.open(cache_dir.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+class DecodedAudio:
+    """What every decoded cache holds, row for row: ``audio`` (read-only int16 memmap ``(N, 16000)``),
+    ``bad_files`` (``(name, reason)`` pairs left out with ``skip_bad``), ``cache_dir`` and ``fingerprint``.
 
-
-def _waveforms(audio: np.ndarray, rows: Any) -> np.ndarray:
-    # cast, then scale in place: twice as fast as np.multiply(int16, float32, dtype=float32)
-    clips = np.array(audio[rows], dtype=np.float32)
-    clips *= SCALE
-    return clips
-
-
-class DecodedDataset:
-    """A decoded Speech Commands tree: ``audio[i]`` is ``index.files[i]`` as int16 samples.
-
-    Attributes: ``root`` (as given), ``audio_root`` (folder with the word folders),
-    ``cache_dir``, ``index`` (ClipIndex), ``audio`` (read-only int16 memmap
-    ``(N, 16000)``), ``noise`` (float32 background recordings, full length),
-    ``noise_names``, ``bad_files`` (``(relpath, reason)`` pairs left out with
-    ``skip_bad``), ``split_source`` (``"lists"`` or ``"hash"``),
-    ``missing_list_entries``, ``notes`` (things the user should know, e.g. no
-    background noise), ``fingerprint``.
+    ``DecodedDataset`` (a labeled tree) and ``DecodedUnlabeled`` (a folder of clips) add what rows mean.
     """
 
-    def __init__(self, *, root: Path, audio_root: Path, cache: _Cache, noise: tuple[np.ndarray, ...]):
+    def __init__(self, *, source: Path, cache: Cache):
+        self._source = Path(source)
+        self.cache_dir = cache.dir
+        self.fingerprint: str = cache.meta["fingerprint"]
+        self.audio = cache.audio
+        self.bad_files: tuple[tuple[str, str], ...] = tuple((p, r) for p, r in cache.meta["bad_files"])
+
+    def __len__(self) -> int:
+        return len(self.audio)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self._source)!r}, clips={len(self)}, cache={str(self.cache_dir)!r})"
+
+    def waveforms(self, rows: Any) -> np.ndarray:
+        """float32 ``(len(rows), 16000)`` in [-1, 1] for clip rows (an int gives ``(16000,)``)."""
+        return int16_to_float32(self.audio[rows])
+
+
+class DecodedDataset(DecodedAudio):
+    """A decoded Speech Commands tree: ``audio[i]`` is ``index.files[i]`` as int16 samples.
+
+    Attributes, besides ``DecodedAudio``'s: ``root`` (as given), ``audio_root``
+    (folder with the word folders), ``index`` (ClipIndex), ``noise`` (float32
+    background recordings, full length), ``noise_names``, ``split_source``
+    (``"lists"`` or ``"hash"``), ``missing_list_entries``, ``notes`` (things the
+    user should know, e.g. no background noise), ``word_folders``.
+    """
+
+    def __init__(self, *, root: Path, audio_root: Path, cache: Cache, noise: tuple[np.ndarray, ...]):
+        super().__init__(source=root, cache=cache)
         meta = cache.meta
         self.root = Path(root)
         self.audio_root = Path(audio_root)
-        self.cache_dir = cache.dir
-        self.fingerprint: str = meta["fingerprint"]
         self.index = ClipIndex.from_json(meta["index"])
-        self.audio = cache.audio
         self.noise = noise
         self.noise_names: tuple[str, ...] = tuple(meta["noise_names"])
-        self.bad_files: tuple[tuple[str, str], ...] = tuple((p, r) for p, r in meta["bad_files"])
         self.split_source: str = meta["split_source"]
         self.missing_list_entries: int = meta["missing_list_entries"]
         self.notes: tuple[str, ...] = tuple(meta["notes"])
         self.word_folders: tuple[str, ...] = tuple(meta["word_folders"])
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __repr__(self) -> str:
-        return f"DecodedDataset({str(self.root)!r}, clips={len(self)}, cache={str(self.cache_dir)!r})"
-
-    def waveforms(self, rows: Any) -> np.ndarray:
-        """float32 ``(len(rows), 16000)`` in [-1, 1] for clip rows (an int gives ``(16000,)``)."""
-        return _waveforms(self.audio, rows)
 
 
 def open_dataset(
@@ -326,21 +276,21 @@ def open_dataset(
     bad files are left out of the index and listed in ``bad_files`` and in
     ``bad_files.tsv`` in the cache folder.
     """
-    _check_percentages(validation_percentage, testing_percentage)
+    check_percentages(validation_percentage, testing_percentage)
     root = Path(root)
-    tree = _scan_tree(root)
+    tree = scan_tree(root)
     cache_dir = default_cache_dir(root, home=cache_dir)
-    fingerprint = _fingerprint(
+    fingerprint = cache_fingerprint(
         "labeled",
         (*tree.clips, *tree.noise, *tree.list_files),
         validation_percentage=float(validation_percentage),
         testing_percentage=float(testing_percentage),
         skip_bad=bool(skip_bad),
     )
-    cache = _open_cache(cache_dir, kind="labeled", fingerprint=fingerprint)
+    cache = open_cache(cache_dir, kind="labeled", fingerprint=fingerprint)
     if cache is None:
-        splitting = _split_tree(tree, validation_percentage=validation_percentage, testing_percentage=testing_percentage)
-        _warn_about(tree, splitting)
+        splitting = split_tree(tree, validation_percentage=validation_percentage, testing_percentage=testing_percentage)
+        warn_about(tree, splitting)
 
         # Noise first: a bad recording should fail before minutes of clip decoding.
         noise_names, noise_arrays, noise_bad = _read_noise(tree, skip_bad=skip_bad)
@@ -348,7 +298,7 @@ def open_dataset(
         def finish(tmp: Path, kept: np.ndarray, bad: list[tuple[str, str]]) -> dict[str, Any]:
             _write_noise(tmp, noise_arrays)
             bad.extend(noise_bad)
-            notes = [] if noise_names else [_NO_NOISE_NOTE]
+            notes = [] if noise_names else [NO_NOISE_NOTE]
             if splitting.missing_list_entries:
                 notes.append(
                     f"{splitting.missing_list_entries} entries of {VALIDATION_LIST}/{TESTING_LIST} have no file on disk "
@@ -367,7 +317,7 @@ def open_dataset(
                 "notes": notes,
             }
 
-        cache = _build_cache(
+        cache = build_cache(
             cache_dir,
             kind="labeled",
             fingerprint=fingerprint,
@@ -381,7 +331,7 @@ def open_dataset(
     return DecodedDataset(root=root, audio_root=tree.audio_root, cache=cache, noise=_load_noise(cache))
 
 
-def _read_noise(tree: _Tree, *, skip_bad: bool) -> tuple[list[str], list[np.ndarray], list[tuple[str, str]]]:
+def _read_noise(tree: Tree, *, skip_bad: bool) -> tuple[list[str], list[np.ndarray], list[tuple[str, str]]]:
     names: list[str] = []
     arrays: list[np.ndarray] = []
     bad: list[tuple[str, str]] = []
@@ -404,9 +354,9 @@ def _write_noise(tmp: Path, arrays: Sequence[np.ndarray]) -> None:
         os.fsync(fh.fileno())
 
 
-def _load_noise(cache: _Cache) -> tuple[np.ndarray, ...]:
+def _load_noise(cache: Cache) -> tuple[np.ndarray, ...]:
     count = len(cache.meta["noise_names"])
     if not count:
         return ()
     with np.load(cache.dir / _NOISE_FILE, allow_pickle=False) as npz:
-        return tuple(np.multiply(npz[f"noise_{i}"], SCALE, dtype=np.float32) for i in range(count))
+        return tuple(int16_to_float32(npz[f"noise_{i}"]) for i in range(count))

@@ -25,13 +25,11 @@ from distill.core.labels import (
     UNKNOWN_INDEX,
 )
 from distill.data.cache import DecodedDataset
-from distill.data.index import _check_split
-from distill.data.wav import SCALE
+from distill.data.index import check_split
 
 # Silence examples: log-uniform gain over this range, and this share fully silent.
 SILENCE_GAIN_DB = (-40.0, 0.0)
 SILENCE_ZERO_FRACTION = 0.1
-
 
 
 @dataclass(frozen=True)
@@ -76,7 +74,7 @@ class ExampleSet:
             raise ValueError("ExampleSet: rows, labels and seeds must have the same length")
         if len(arrays["labels"]) and (arrays["labels"].min() < 0 or arrays["labels"].max() >= len(CLASSES)):
             raise ValueError("ExampleSet: labels must be class indices 0..11")
-        _check_split(self.split)
+        check_split(self.split)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -150,7 +148,7 @@ def make_examples(
     Clip examples come in row order (cache-friendly reads), silence last; shuffle
     when you train. Deterministic in ``seed``.
     """
-    _check_split(split)
+    check_split(split)
     index = dataset.index
     positions = index.positions(split)
     labels = index.labels[positions]
@@ -202,11 +200,10 @@ def materialize(dataset: DecodedDataset, examples: ExampleSet, positions: Sequen
         rows, seeds = rows[positions], seeds[positions]
     is_clip = rows >= 0
     if is_clip.all():
-        out = np.array(dataset.audio[rows], dtype=np.float32)
+        out = dataset.waveforms(rows)
     else:
         out = np.zeros((len(rows), CLIP_SAMPLES), dtype=np.float32)
-        out[is_clip] = dataset.audio[rows[is_clip]]
-    out *= SCALE
+        out[is_clip] = dataset.waveforms(rows[is_clip])
     for i in np.flatnonzero(~is_clip):
         out[i] = silence_waveform(dataset.noise, int(seeds[i]))
     return out

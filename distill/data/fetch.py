@@ -9,22 +9,20 @@ all there and a re-run is a no-op.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
 import re
-import shutil
 import sys
 import tarfile
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 from distill.core.errors import DistillError
-from distill.core.io import write_json
+from distill.core.io import atomic_folder, read_blocks, sha256_file, write_json
 from distill.core.progress import track
 
 # The official archives. The SHA-256 values are the ones torchaudio pins for the
@@ -38,7 +36,6 @@ V002_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
 V002_SHA256 = "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58"
 
 MARKER = ".distill-fetch.json"  # written into ``out`` last: its presence means "complete"
-_CHUNK = 1 << 20
 _TIMEOUT_S = 60
 
 
@@ -80,7 +77,8 @@ def fetch_dataset(
     archive = download_dir / name
     if not archive.exists():
         _download(url, archive, progress=progress)
-    digest = _sha256_file(archive, progress=progress)
+    digest = sha256_file(archive, wrap=lambda blocks: _bytes_progress(
+        blocks, total=archive.stat().st_size, done=0, label=f"verifying {archive.name}", disable=not progress))
     if expected is not None and digest != expected:
         archive.unlink()
         raise DistillError(
@@ -131,7 +129,7 @@ def _download(url: str, archive: Path, *, progress: bool) -> None:
     written = start
     try:
         with source, open(part, "ab" if start else "wb") as sink:
-            chunks = _bytes_progress(_chunks(source), total=total, done=start, label=f"downloading {archive.name}", disable=not progress)
+            chunks = _bytes_progress(read_blocks(source), total=total, done=start, label=f"downloading {archive.name}", disable=not progress)
             for chunk in chunks:
                 sink.write(chunk)
                 written += len(chunk)
@@ -186,15 +184,7 @@ def _open_http(url: str, start: int) -> tuple[BinaryIO | None, int | None, int]:
     return response, size, 0
 
 
-def _chunks(source: BinaryIO) -> Iterator[bytes]:
-    while True:
-        chunk = source.read(_CHUNK)
-        if not chunk:
-            return
-        yield chunk
-
-
-def _bytes_progress(chunks: Iterator[bytes], *, total: int | None, done: int, label: str, disable: bool) -> Iterator[bytes]:
+def _bytes_progress(chunks: Iterable[bytes], *, total: int | None, done: int, label: str, disable: bool) -> Iterator[bytes]:
     """A byte-counting bar (``progress.track`` counts items; a download wants MB and MB/s)."""
     if disable:
         yield from chunks
@@ -208,15 +198,6 @@ def _bytes_progress(chunks: Iterator[bytes], *, total: int | None, done: int, la
         for chunk in chunks:
             yield chunk
             bar.advance(task, len(chunk))
-
-
-def _sha256_file(path: Path, *, progress: bool) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        size = path.stat().st_size
-        for chunk in _bytes_progress(_chunks(fh), total=size, done=0, label=f"verifying {path.name}", disable=not progress):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- extraction
@@ -245,10 +226,8 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
 
 
 def _extract(archive: Path, out: Path, *, progress: bool, provenance: dict) -> None:
-    tmp = out.absolute().parent / f".{out.name}.extracting"
-    shutil.rmtree(tmp, ignore_errors=True)  # an earlier interrupted extraction
-    tmp.mkdir(parents=True)
-    try:
+    # built beside ``out`` and renamed into place; an ``out`` already there is empty (checked by the caller)
+    with atomic_folder(out.absolute()) as tmp:
         try:
             with tarfile.open(archive, "r:*") as tar:
                 for member in track(tar, description=f"extracting {archive.name}", disable=not progress):
@@ -262,9 +241,4 @@ def _extract(archive: Path, out: Path, *, progress: bool, provenance: dict) -> N
         except (tarfile.TarError, EOFError, OSError) as err:
             raise DistillError(f"{archive}: not a readable .tar.gz archive ({err}); delete it and run the command again") from err
         write_json(tmp / MARKER, {**provenance, "files": sum(1 for _ in tmp.rglob("*.wav"))})
-        if out.exists():
-            out.rmdir()  # empty (checked by the caller)
-        os.rename(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 

@@ -21,7 +21,7 @@ from distill.data.splits import SPLITS, TESTING, TRAINING, VALIDATION, speaker_o
 
 VALIDATION_LIST = "validation_list.txt"
 TESTING_LIST = "testing_list.txt"
-_NO_NOISE_NOTE = (
+NO_NOISE_NOTE = (
     f"no {BACKGROUND_NOISE_DIR}/ folder with usable recordings: silence examples are digital silence "
     f"(all zeros), which teaches the model less about real quiet rooms; add the folder from the "
     f"Speech Commands archive to train on recorded background noise"
@@ -67,7 +67,7 @@ class ClipIndex:
 
     def positions(self, split: str) -> np.ndarray:
         """Rows of ``split`` (ascending int64)."""
-        _check_split(split)
+        check_split(split)
         return np.flatnonzero(self._split_codes == SPLITS.index(split)).astype(np.int64)
 
     def to_json(self) -> dict[str, Any]:
@@ -92,13 +92,16 @@ class ClipIndex:
         return ClipIndex(files=pick(self.files), words=pick(self.words), speakers=pick(self.speakers), splits=pick(self.splits))
 
 
-def _check_split(split: str) -> None:
+def check_split(split: str) -> None:
+    """Raise DistillError unless ``split`` is one of ``SPLITS``."""
     if split not in SPLITS:
         raise DistillError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
 
 
 @dataclass(frozen=True)
-class _FileStat:
+class FileStat:
+    """A wav (or list) file a scan found, with what the cache fingerprint needs of it."""
+
     rel: str  # posix path relative to the audio root
     path: Path
     size: int
@@ -106,15 +109,15 @@ class _FileStat:
 
 
 @dataclass(frozen=True)
-class _Tree:
+class Tree:
     """What a scan of a Speech Commands tree found (before any decoding)."""
 
     root: Path  # as given
     audio_root: Path  # where the word folders are (root, or root/audio for Kaggle's train/)
-    clips: tuple[_FileStat, ...]  # sorted by rel
-    noise: tuple[_FileStat, ...]  # sorted by rel
+    clips: tuple[FileStat, ...]  # sorted by rel
+    noise: tuple[FileStat, ...]  # sorted by rel
     noise_missing: bool
-    list_files: tuple[_FileStat, ...]  # validation list, testing list (when both exist)
+    list_files: tuple[FileStat, ...]  # validation list, testing list (when both exist)
     words: tuple[str, ...]  # every word folder, including empty ones
 
 
@@ -140,21 +143,24 @@ def _has_word_folders(root: Path, *, exclude: str) -> bool:
     return False
 
 
-def _is_wav(name: str) -> bool:
+def is_wav(name: str) -> bool:
+    """A ``.wav`` name (any case) that is not a hidden file."""
     return name.lower().endswith(".wav") and not name.startswith(".")
 
 
-def _scan_wavs(folder: Path, prefix: str) -> list[_FileStat]:
+def scan_wavs(folder: Path, prefix: str) -> list[FileStat]:
+    """The wav files directly in ``folder`` (unsorted), their ``rel`` names prefixed with ``prefix``."""
     found = []
     with os.scandir(folder) as entries:
         for entry in entries:
-            if _is_wav(entry.name) and entry.is_file():
+            if is_wav(entry.name) and entry.is_file():
                 st = entry.stat()
-                found.append(_FileStat(f"{prefix}{entry.name}", Path(entry.path), st.st_size, st.st_mtime_ns))
+                found.append(FileStat(f"{prefix}{entry.name}", Path(entry.path), st.st_size, st.st_mtime_ns))
     return found
 
 
-def _scan_tree(root: Path) -> _Tree:
+def scan_tree(root: Path) -> Tree:
+    """Find the word folders, clips, noise recordings and list files of a Speech Commands tree (no decoding)."""
     root = Path(root)
     if not root.is_dir():
         what = "is not a folder" if root.exists() else "does not exist"
@@ -163,19 +169,19 @@ def _scan_tree(root: Path) -> _Tree:
             f"or create one with `distill data fetch` (the real data) or `distill data synth` (a small demo set)"
         )
     audio_root, list_dir = _resolve_layout(root)
-    clips: list[_FileStat] = []
+    clips: list[FileStat] = []
     words: list[str] = []
-    noise: list[_FileStat] = []
+    noise: list[FileStat] = []
     noise_missing = True
     with os.scandir(audio_root) as entries:
         subdirs = sorted(e.name for e in entries if e.is_dir())
     for name in subdirs:
         if name == BACKGROUND_NOISE_DIR:
-            noise = _scan_wavs(audio_root / name, f"{name}/")
+            noise = scan_wavs(audio_root / name, f"{name}/")
             noise_missing = not noise
         elif not name.startswith(("_", ".")):
             words.append(name)
-            clips.extend(_scan_wavs(audio_root / name, f"{name}/"))
+            clips.extend(scan_wavs(audio_root / name, f"{name}/"))
     if not words:
         raise DistillError(
             f"{audio_root}: no word folders (subfolders like yes/, no/, unknown words...) found; "
@@ -191,10 +197,10 @@ def _scan_tree(root: Path) -> _Tree:
             f"{have} exists but {missing} does not: the split lists come in pairs; restore the missing list, "
             f"or remove both to split speakers by the hash rule"
         )
-    list_stats = tuple(_FileStat(p.name, p, p.stat().st_size, p.stat().st_mtime_ns) for p in lists) if all(present) else ()
+    list_stats = tuple(FileStat(p.name, p, p.stat().st_size, p.stat().st_mtime_ns) for p in lists) if all(present) else ()
     clips.sort(key=lambda f: f.rel)
     noise.sort(key=lambda f: f.rel)
-    return _Tree(root, audio_root, tuple(clips), tuple(noise), noise_missing, list_stats, tuple(words))
+    return Tree(root, audio_root, tuple(clips), tuple(noise), noise_missing, list_stats, tuple(words))
 
 
 def _read_list(path: Path) -> set[str]:
@@ -208,7 +214,8 @@ def _read_list(path: Path) -> set[str]:
     return entries
 
 
-def _check_percentages(validation_percentage: float, testing_percentage: float) -> None:
+def check_percentages(validation_percentage: float, testing_percentage: float) -> None:
+    """Raise DistillError unless the hash rule's split percentages are usable."""
     if not (0 <= validation_percentage and 0 <= testing_percentage and validation_percentage + testing_percentage <= 100):
         raise DistillError(
             f"split percentages validation={validation_percentage} testing={testing_percentage} must be >= 0 "
@@ -217,13 +224,16 @@ def _check_percentages(validation_percentage: float, testing_percentage: float) 
 
 
 @dataclass(frozen=True)
-class _Splitting:
+class Splitting:
+    """The index of a scanned tree, where its splits came from, and list entries with no file."""
+
     index: ClipIndex
     source: str  # "lists" or "hash"
     missing_list_entries: int
 
 
-def _split_tree(tree: _Tree, *, validation_percentage: float, testing_percentage: float) -> _Splitting:
+def split_tree(tree: Tree, *, validation_percentage: float, testing_percentage: float) -> Splitting:
+    """Index a scanned tree, with splits from its list files when it has them, else from the hash rule."""
     rels = [c.rel for c in tree.clips]
     missing = 0
     if tree.list_files:
@@ -243,7 +253,7 @@ def _split_tree(tree: _Tree, *, validation_percentage: float, testing_percentage
         speakers=tuple(speaker_of(r) for r in rels),
         splits=tuple(splits),
     )
-    return _Splitting(index, source, missing)
+    return Splitting(index, source, missing)
 
 
 def index_dataset(root: Path, *, validation_percentage: float = 10.0, testing_percentage: float = 10.0) -> ClipIndex:
@@ -254,14 +264,15 @@ def index_dataset(root: Path, *, validation_percentage: float = 10.0, testing_pe
     with no file on disk are ignored, with a warning), otherwise from the
     speaker-hash rule of ``splits.which_set`` with the given percentages.
     """
-    _check_percentages(validation_percentage, testing_percentage)
-    tree = _scan_tree(Path(root))
-    splitting = _split_tree(tree, validation_percentage=validation_percentage, testing_percentage=testing_percentage)
-    _warn_about(tree, splitting)
+    check_percentages(validation_percentage, testing_percentage)
+    tree = scan_tree(Path(root))
+    splitting = split_tree(tree, validation_percentage=validation_percentage, testing_percentage=testing_percentage)
+    warn_about(tree, splitting)
     return splitting.index
 
 
-def _warn_about(tree: _Tree, splitting: _Splitting) -> None:
+def warn_about(tree: Tree, splitting: Splitting) -> None:
+    """Warn (for the caller's caller) about list entries with no file and a missing background noise folder."""
     if splitting.missing_list_entries:
         warnings.warn(
             f"{tree.root}: {splitting.missing_list_entries} entries of {VALIDATION_LIST}/{TESTING_LIST} have no file "
@@ -269,4 +280,4 @@ def _warn_about(tree: _Tree, splitting: _Splitting) -> None:
             stacklevel=3,
         )
     if tree.noise_missing:
-        warnings.warn(f"{tree.root}: {_NO_NOISE_NOTE}", stacklevel=3)
+        warnings.warn(f"{tree.root}: {NO_NOISE_NOTE}", stacklevel=3)

@@ -15,6 +15,7 @@ from distill.core.labels import (
     SAMPLE_RATE,
     word_to_class,
 )
+from distill.core.tables import aligned_table, plain_text
 from distill.data.cache import open_dataset
 from distill.data.index import TESTING_LIST, VALIDATION_LIST
 from distill.data.splits import SPLITS
@@ -46,10 +47,16 @@ class DatasetStats:
         return dataclasses.asdict(self)
 
     def to_table(self) -> str:
-        """An aligned plain-text report (what ``distill data stats`` prints)."""
+        """The report ``distill data stats`` prints, as plain aligned text (``to_rich`` for a rich Console)."""
+        return plain_text(self.to_rich())
+
+    def to_rich(self):
+        """The report as rich renderables (aligned tables between lines of text), one ``Group``."""
+        from rich.console import Group
+        from rich.padding import Padding
+        from rich.text import Text
+
         source = f"{VALIDATION_LIST} / {TESTING_LIST}" if self.split_source == "lists" else "speaker hash rule (no list files)"
-        lines = [f"{self.root}: {self.total_clips:,} clips; splits from {source}", ""]
-        header = ["class", *SPLITS, "total"]
         body = []
         for name in CLASSES:
             counts = [self.class_counts[s][name] for s in SPLITS]
@@ -57,38 +64,38 @@ class DatasetStats:
         totals = [sum(self.class_counts[s].values()) for s in SPLITS]
         body.append(["total", *map(_n, totals), _n(sum(totals))])
         body.append(["speakers", *(_n(self.speaker_counts[s]) for s in SPLITS), _n(sum(self.speaker_counts.values()))])
-        lines += _align([header, *body], right_from=1)
-        lines.append("(silence examples are generated from background noise, not read from word folders)")
-        lines += ["", f"word folders ({len(self.word_counts)}):"]
-        lines += _align(
-            [["word", "class", "clips"], *([w, CLASSES[word_to_class(w)], _n(c)] for w, c in sorted(self.word_counts.items()))],
-            right_from=2,
-            indent="  ",
-        )
-        lines += ["", f"background noise ({len(self.noise_files)}):"]
+
+        def line(text: str = "") -> Text:
+            return Text(text, no_wrap=True, overflow="ignore")
+
+        def indented(table) -> Padding:
+            return Padding(table, (0, 0, 0, 2), expand=False)
+
+        parts = [line(f"{self.root}: {self.total_clips:,} clips; splits from {source}"), line(),
+                 aligned_table(["class", *SPLITS, "total"], body, right_from=1),
+                 line("(silence examples are generated from background noise, not read from word folders)"),
+                 line(), line(f"word folders ({len(self.word_counts)}):"),
+                 indented(aligned_table(["word", "class", "clips"], [[w, CLASSES[word_to_class(w)], _n(c)] for w, c in sorted(self.word_counts.items())], right_from=2)),
+                 line(), line(f"background noise ({len(self.noise_files)}):")]
         if self.noise_files:
-            lines += _align([["file", "seconds"], *([n, f"{s:.1f}"] for n, s in self.noise_files)], right_from=1, indent="  ")
+            parts.append(indented(aligned_table(["file", "seconds"], [[n, f"{s:.1f}"] for n, s in self.noise_files], right_from=1)))
         else:
-            lines.append("  none (silence examples will be digital silence)")
-        lines += ["", f"bad files ({len(self.bad_files)}):"]
-        lines += [f"  {p}\t{r}" for p, r in self.bad_files] or ["  none"]
+            parts.append(line("  none (silence examples will be digital silence)"))
+        parts += [line(), line(f"bad files ({len(self.bad_files)}):")]
+        if self.bad_files:
+            parts.append(indented(aligned_table(["file", "reason"], [[p, r] for p, r in self.bad_files], right_from=2)))
+        else:
+            parts.append(line("  none"))
         if self.notes:
-            lines += ["", "notes:", *(f"  - {note}" for note in self.notes)]
-        lines += ["", f"decoded cache: {self.cache_dir}"]
-        return "\n".join(lines) + "\n"
+            parts += [line(), line("notes:"), *(line(f"  - {note}") for note in self.notes)]
+        parts += [line(), line(f"decoded cache: {self.cache_dir}")]
+        return Group(*parts)
 
 
 def _n(value: int) -> str:
     return f"{value:,}"
 
 
-def _align(rows: list[list[str]], *, right_from: int, indent: str = "") -> list[str]:
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    out = []
-    for row in rows:
-        cells = [str(c).rjust(w) if i >= right_from else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
-        out.append(indent + "  ".join(cells).rstrip())
-    return out
 
 
 def dataset_stats(*, root: Path, skip_bad: bool = False, cache_dir: Path | None = None, progress: bool = True) -> DatasetStats:

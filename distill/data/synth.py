@@ -48,9 +48,9 @@ import math
 import multiprocessing
 import os
 import re
-import shutil
 import time
 import wave
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -60,7 +60,7 @@ from scipy.signal import butter, resample_poly, sosfilt
 
 from distill.core.config import save_config
 from distill.core.errors import DistillError
-from distill.core.io import read_json, write_bytes, write_json, write_text
+from distill.core.io import atomic_folder, read_json, write_bytes, write_json, write_text
 from distill.core.labels import (
     BACKGROUND_NOISE_DIR,
     CLASSES,
@@ -73,6 +73,7 @@ from distill.core.labels import (
     V002_EXTRA_WORDS,
 )
 from distill.data.splits import SPLITS, TESTING, VALIDATION, which_set
+from distill.data.wav import int16_to_float32
 
 __all__ = ["SynthConfig", "SynthResult", "synthesize_dataset", "EXTRA_UNKNOWN_WORDS", "NOISE_TYPES"]
 
@@ -428,7 +429,7 @@ def _speech_chunk(chunk: _Chunk, rng: np.random.Generator) -> int:
         # takes differ a little in tempo and intonation, as repeated real takes do
         tts.set_parameter(_espeak.RATE, int(round(voice.rate * rng.uniform(0.9, 1.1))))
         tts.set_parameter(_espeak.PITCH, int(np.clip(voice.pitch + rng.integers(-4, 5), 0, 99)))
-        raw = tts.synth(item.text).astype(np.float64) / 32768.0
+        raw = int16_to_float32(tts.synth(item.text)).astype(np.float64)
         word = _fit_length(_trim(resample_poly(raw, _UP, voice.down)))
         clip = np.zeros(CLIP_SAMPLES)
         offset = int(rng.integers(0, CLIP_SAMPLES - len(word) + 1))
@@ -553,7 +554,7 @@ def _babble(n: int, rng: np.random.Generator) -> np.ndarray:
             tts.set_voice(voice, rate=int(rng.integers(150, 260)), pitch=int(rng.integers(15, 85)),
                           pitch_range=int(rng.integers(30, 90)))
             words = " ".join(_BABBLE_WORDS[i] for i in rng.integers(len(_BABBLE_WORDS), size=int(rng.integers(1, 5))))
-            utt = _trim(resample_poly(tts.synth(words).astype(np.float64) / 32768.0, _UP, _DOWN))
+            utt = _trim(resample_poly(int16_to_float32(tts.synth(words)).astype(np.float64), _UP, _DOWN))
             utt = utt[: n - pos] * rng.uniform(0.4, 1.0) / max(np.max(np.abs(utt)), 1e-9)
             x[pos:pos + len(utt)] += utt
             pos += len(utt) + int(rng.integers(0, SAMPLE_RATE // 3))
@@ -626,21 +627,6 @@ def _inside(a: Path, b: Path) -> bool:
     return a == b or b in a.parents
 
 
-def _swap_in(tmp: Path, target: Path) -> None:
-    """Replace ``target`` by ``tmp`` with renames, so a reader never sees a half-written folder."""
-    old = target.parent / f".{target.name}.synth-old-{os.getpid()}"
-    if target.exists():
-        os.replace(target, old)
-    try:
-        os.replace(tmp, target)
-    except OSError:
-        if old.exists():
-            os.replace(old, target)
-        raise
-    if old.exists():
-        shutil.rmtree(old)
-
-
 def synthesize_dataset(
     *,
     out: Path,
@@ -685,43 +671,33 @@ def synthesize_dataset(
         if answer_key.exists() and not overwrite and not _looks_like_answer_key(answer_key):
             raise DistillError(f"{answer_key}: exists and is not a synth answer key; pass overwrite=True to replace it")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.parent / f".{out.name}.synth-tmp-{os.getpid()}"
-    tmp_test = test_dir.parent / f".{test_dir.name}.synth-tmp-{os.getpid()}" if test_dir is not None else None
-    try:
-        for tmp in (tmp_out, tmp_test):
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
-                tmp.mkdir(parents=True)
-        plan = _make_plan(config, tmp_out, tmp_test)
-        for word in config.words:
-            (tmp_out / word).mkdir()
-        (tmp_out / BACKGROUND_NOISE_DIR).mkdir()
+    # Each folder is built beside its target and renamed into place (atomic_folder): the test
+    # folder first, then its answer key, then the tree, so an interrupted run leaves the old ones.
+    with atomic_folder(out) as tmp_out:
+        with atomic_folder(test_dir) if test_dir is not None else nullcontext() as tmp_test:
+            plan = _make_plan(config, tmp_out, tmp_test)
+            for word in config.words:
+                (tmp_out / word).mkdir()
+            (tmp_out / BACKGROUND_NOISE_DIR).mkdir()
 
-        written = _run_all(plan.chunks, jobs, progress)
-        expected = sum(len(c.items) for c in plan.chunks)
-        if written != expected:  # pragma: no cover - a worker that returns means it wrote
-            raise DistillError(f"synth wrote {written} files, expected {expected}")
+            written = _run_all(plan.chunks, jobs, progress)
+            expected = sum(len(c.items) for c in plan.chunks)
+            if written != expected:  # pragma: no cover - a worker that returns means it wrote
+                raise DistillError(f"synth wrote {written} files, expected {expected}")
 
-        lists = {VALIDATION: [], TESTING: []}
-        for rel in sorted(plan.train_files):
-            split = which_set(rel)
-            if split in lists:
-                lists[split].append(rel)
-        write_text(tmp_out / "validation_list.txt", "".join(f"{r}\n" for r in lists[VALIDATION]))
-        write_text(tmp_out / "testing_list.txt", "".join(f"{r}\n" for r in lists[TESTING]))
-        write_json(tmp_out / "synth_manifest.json", _manifest(config, plan, out, test_dir, answer_key))
-        save_config(config, tmp_out / "synth_config.json")
-
-        if tmp_test is not None and test_dir is not None and answer_key is not None:
-            write_text(tmp_test / _MARKER, "written by distill.data.synth; this folder is replaced by the next run\n")
-            _swap_in(tmp_test, test_dir)
+            lists = {VALIDATION: [], TESTING: []}
+            for rel in sorted(plan.train_files):
+                split = which_set(rel)
+                if split in lists:
+                    lists[split].append(rel)
+            write_text(tmp_out / "validation_list.txt", "".join(f"{r}\n" for r in lists[VALIDATION]))
+            write_text(tmp_out / "testing_list.txt", "".join(f"{r}\n" for r in lists[TESTING]))
+            write_json(tmp_out / "synth_manifest.json", _manifest(config, plan, out, test_dir, answer_key))
+            save_config(config, tmp_out / "synth_config.json")
+            if tmp_test is not None:
+                write_text(tmp_test / _MARKER, "written by distill.data.synth; this folder is replaced by the next run\n")
+        if answer_key is not None:
             write_text(answer_key, "fname,label\n" + "".join(f"{n},{l}\n" for n, l in sorted(plan.answers.items())))
-        _swap_in(tmp_out, out)
-    finally:
-        for tmp in (tmp_out, tmp_test):
-            if tmp is not None and tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
 
     split_speakers = {s: sum(1 for spk in plan.speakers if spk.split == s) for s in SPLITS}
     return SynthResult(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -12,24 +13,25 @@ from distill.core.errors import BadAudioError, DistillError
 from distill.core.labels import (
     CLIP_SAMPLES,
 )
-from distill.data.cache import _build_cache, _Cache, _fingerprint, _open_cache, _waveforms, default_cache_dir
-from distill.data.index import _FileStat, _is_wav, _scan_wavs
-from distill.data.wav import SCALE, _read_many
+from distill.data.cache import Cache, DecodedAudio, build_cache, cache_fingerprint, default_cache_dir, open_cache
+from distill.data.index import FileStat, is_wav, scan_wavs
+from distill.data.wav import read_many, to_clip
 
 
-def _resolve_unlabeled(folder: Path) -> Path:
+def resolve_unlabeled(folder: Path) -> Path:
+    """The folder that holds the clips: ``folder`` itself, or ``folder/audio`` (Kaggle's ``test/`` extracts so)."""
     folder = Path(folder)
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
         raise DistillError(f"{folder}: unlabeled folder {what}; point it at the extracted Kaggle test set (test/audio)")
     # Kaggle's test.7z extracts to test/audio/clip_*.wav; accept test/ as well.
-    if not any(_is_wav(e.name) for e in os.scandir(folder)) and (folder / "audio").is_dir():
+    if not any(is_wav(e.name) for e in os.scandir(folder)) and (folder / "audio").is_dir():
         return folder / "audio"
     return folder
 
 
-def _unlabeled_stats(folder: Path) -> list[_FileStat]:
-    files = _scan_wavs(folder, "")
+def _unlabeled_stats(folder: Path) -> list[FileStat]:
+    files = scan_wavs(folder, "")
     clips = [f for f in files if f.rel.startswith("clip_")]
     chosen = clips or files
     if not chosen:
@@ -40,7 +42,29 @@ def _unlabeled_stats(folder: Path) -> list[_FileStat]:
 
 def list_unlabeled(folder: Path) -> list[str]:
     """Sorted wav names in ``folder``: the ``clip_*.wav`` files, or every ``*.wav`` if none match."""
-    return [f.rel for f in _unlabeled_stats(_resolve_unlabeled(folder))]
+    return [f.rel for f in _unlabeled_stats(resolve_unlabeled(folder))]
+
+
+@dataclass(frozen=True)
+class UnlabeledBatch:
+    """Consecutive clips of an unlabeled folder, every one of them, good or bad.
+
+    ``names[i]`` is clip ``i``; ``errors[i]`` is None when it decoded, else the
+    BadAudioError saying why it cannot be read (``.reason``); ``waveforms[i]`` is
+    its float32 ``(16000,)`` audio in [-1, 1], all zeros for a bad clip.
+    """
+
+    names: list[str]
+    waveforms: np.ndarray
+    errors: tuple[BadAudioError | None, ...]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def ok(self) -> np.ndarray:
+        """bool ``(len(names),)``: True for the clips that decoded."""
+        return np.array([err is None for err in self.errors], dtype=bool)
 
 
 def iter_unlabeled(
@@ -49,63 +73,45 @@ def iter_unlabeled(
     batch_size: int = 256,
     names: Sequence[str] | None = None,
     skip_bad: bool = False,
-    bad_report: list | None = None,
-) -> Iterator[tuple[list[str], np.ndarray]]:
-    """Stream ``(names, float32 (b, 16000))`` batches of an unlabeled folder, in name order.
+) -> Iterator[UnlabeledBatch]:
+    """Stream an unlabeled folder in name order, ``batch_size`` clips at a time (the last batch may be shorter).
 
-    Never holds more than a batch (plus a short read-ahead) in memory. Bad files
-    raise, or with ``skip_bad`` are left out of their batch and appended to
-    ``bad_report`` as ``(name, reason)``; a batch can then be shorter, and one
-    with only bad files is not yielded.
+    Never holds more than a batch (plus a short read-ahead) in memory. A bad file
+    raises its BadAudioError, or with ``skip_bad`` comes in its batch like any
+    other clip, with its error (see ``UnlabeledBatch``): every clip of ``names``
+    (default: ``list_unlabeled(folder)``) is in exactly one batch, in order.
     """
     if batch_size < 1:
         raise DistillError(f"batch_size must be >= 1, got {batch_size}")
-    folder = _resolve_unlabeled(folder)
+    folder = resolve_unlabeled(folder)
     names = list(names) if names is not None else list_unlabeled(folder)
-    results = _read_many([folder / n for n in names])
+    results = read_many([folder / n for n in names])
     for start in range(0, len(names), batch_size):
         batch_names = names[start : start + batch_size]
-        kept: list[str] = []
-        out = np.zeros((len(batch_names), CLIP_SAMPLES), dtype=np.float32)
-        for name in batch_names:
+        waveforms = np.zeros((len(batch_names), CLIP_SAMPLES), dtype=np.float32)
+        errors: list[BadAudioError | None] = []
+        for row in range(len(batch_names)):
             result = next(results)
             if isinstance(result, BadAudioError):
                 if not skip_bad:
                     raise result
-                if bad_report is not None:
-                    bad_report.append((name, result.reason))
-                continue
-            n = min(len(result), CLIP_SAMPLES)
-            np.multiply(result[:n], SCALE, out=out[len(kept), :n], dtype=np.float32)
-            kept.append(name)
-        if kept:
-            yield kept, out[: len(kept)]
+                errors.append(result)
+            else:
+                to_clip(result, out=waveforms[row])
+                errors.append(None)
+        yield UnlabeledBatch(batch_names, waveforms, tuple(errors))
 
 
-class DecodedUnlabeled:
+class DecodedUnlabeled(DecodedAudio):
     """A decoded unlabeled folder: ``audio[i]`` is ``names[i]`` as int16 samples.
 
-    Attributes: ``folder``, ``cache_dir``, ``names``, ``audio`` (read-only int16
-    memmap ``(N, 16000)``), ``bad_files`` (``(name, reason)`` left out with ``skip_bad``).
+    Attributes, besides ``DecodedAudio``'s: ``folder``, ``names``.
     """
 
-    def __init__(self, *, folder: Path, cache: _Cache):
+    def __init__(self, *, folder: Path, cache: Cache):
+        super().__init__(source=folder, cache=cache)
         self.folder = Path(folder)
-        self.cache_dir = cache.dir
-        self.fingerprint: str = cache.meta["fingerprint"]
         self.names: tuple[str, ...] = tuple(cache.meta["names"])
-        self.audio = cache.audio
-        self.bad_files: tuple[tuple[str, str], ...] = tuple((p, r) for p, r in cache.meta["bad_files"])
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __repr__(self) -> str:
-        return f"DecodedUnlabeled({str(self.folder)!r}, clips={len(self)}, cache={str(self.cache_dir)!r})"
-
-    def waveforms(self, rows: Any) -> np.ndarray:
-        """float32 ``(len(rows), 16000)`` in [-1, 1]."""
-        return _waveforms(self.audio, rows)
 
 
 def open_unlabeled(folder: Path, *, cache_dir: Path | None = None, skip_bad: bool = False, progress: bool = True) -> DecodedUnlabeled:
@@ -114,18 +120,18 @@ def open_unlabeled(folder: Path, *, cache_dir: Path | None = None, skip_bad: boo
     Its cache: ``default_cache_dir(folder, kind="unlabeled", home=cache_dir)``, i.e.
     ``<cache_dir>/unlabeled/<key>``, so it can share a ``cache_dir`` with ``open_dataset``.
     """
-    folder = _resolve_unlabeled(Path(folder))
+    folder = resolve_unlabeled(Path(folder))
     files = _unlabeled_stats(folder)
     cache_dir = default_cache_dir(folder, kind="unlabeled", home=cache_dir)
-    fingerprint = _fingerprint("unlabeled", files, skip_bad=bool(skip_bad))
-    cache = _open_cache(cache_dir, kind="unlabeled", fingerprint=fingerprint)
+    fingerprint = cache_fingerprint("unlabeled", files, skip_bad=bool(skip_bad))
+    cache = open_cache(cache_dir, kind="unlabeled", fingerprint=fingerprint)
     if cache is None:
         names = [f.rel for f in files]
 
         def finish(tmp: Path, kept: np.ndarray, bad: list[tuple[str, str]]) -> dict[str, Any]:
             return {"folder": str(folder), "names": [names[i] for i in kept]}
 
-        cache = _build_cache(
+        cache = build_cache(
             cache_dir,
             kind="unlabeled",
             fingerprint=fingerprint,

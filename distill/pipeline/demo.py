@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from distill.core.io import write_json, write_text
-from distill.data.stats import dataset_stats
+from distill.core.tables import aligned_table, plain_text
+from distill.data.stats import DatasetStats, dataset_stats
 from distill.data.synth import SynthConfig, synthesize_dataset
 
 
@@ -48,6 +49,7 @@ class DemoResult:
     stages: list[dict] = field(default_factory=list)
     table: list[dict] = field(default_factory=list)
     stats_table: str = ""
+    stats: DatasetStats | None = None
 
     def summary(self) -> dict:
         return {"out": str(self.out), "stages": self.stages, "table": self.table}
@@ -70,14 +72,15 @@ def run_demo(*, out: Path, config: DemoConfig = DemoConfig(), progress: bool = T
     data, test_dir, answers = out / "data", out / "kaggle_test", out / "kaggle_test_answers.csv"
     stage("synth", lambda: _synth(out, config, progress))
     stats = stage("index", lambda: _index(data, progress))
-    result.stats_table = stats.to_table()
+    result.stats, result.stats_table = stats, stats.to_table()
     if not config.full:
         return result
 
     from distill.calibration.student_calibration import calibrate_student
     from distill.data.augment import AugmentConfig
     from distill.export.student_export import export_student
-    from distill.submission.submit import score_submission, write_submission
+    from distill.submission.scoring import score_submission
+    from distill.submission.writer import write_submission
     from distill.training.fit import ScheduleConfig
     from distill.training.pseudo import select_pseudo_labels
     from distill.training.soft_labels import predict_soft_labels
@@ -178,14 +181,27 @@ def _index(data: Path, progress: bool):
 
 
 def format_table(rows: list[dict]) -> str:
-    def pct(v):
-        return f"{100 * v:6.2f}%" if v is not None else "      -"
+    """The models table ``distill demo`` prints, as plain aligned text (``model_table`` for a rich Console)."""
+    return plain_text(model_table(rows)).rstrip("\n")
 
-    lines = [f"{'model':<44} {'params':>9} {'bytes':>9} {'Pi3 ms':>7} {'test':>8} {'submission':>11}"]
-    for r in rows:
-        ms = "" if r.get("pi3_ms") is None else f"{r['pi3_ms']:.1f}"
-        lines.append(f"{r['model']:<44} {r.get('params', 0):>9,} {r.get('bytes') or '':>9} {ms:>7} {pct(r.get('test')):>8} {pct(r.get('submission')):>11}")
-    return "\n".join(lines)
+
+def model_table(rows: list[dict]):
+    """A rich Table of ``DemoResult.table``: parameters, graph bytes, estimated Pi 3 ms, test and submission accuracy."""
+    def pct(v):
+        return f"{100 * v:.2f}%" if v is not None else "-"
+
+    return aligned_table(
+        ["model", "params", "bytes", "Pi3 ms", "test", "submission"],
+        [[r["model"], f"{r.get('params', 0):,}", r.get("bytes") or "", "" if r.get("pi3_ms") is None else f"{r['pi3_ms']:.1f}",
+          pct(r.get("test")), pct(r.get("submission"))] for r in rows],
+        right_from=1,
+    )
+
+
+def stages_table(stages: list[dict]):
+    """A rich Table of ``DemoResult.stages``: each stage's seconds and status."""
+    return aligned_table(["stage", "seconds", "status"], [[s["stage"], f"{s['seconds']:.1f}", s["status"]] for s in stages],
+                         right_from=1, right_to=2)
 
 
 def _html(result: DemoResult, config: DemoConfig) -> str:

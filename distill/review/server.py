@@ -26,9 +26,7 @@ import http.server
 import ipaddress
 import json
 import socket
-import struct
 import threading
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -56,7 +54,7 @@ STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; ch
 # keys 1..9, 0, -, = relabel as CLASSES[0..11]; the page shows this table
 RELABEL_KEYS: tuple[str, ...] = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "-", "=")
 MAX_BODY = 64 * 1024
-SPECTROGRAM_CACHE = 512  # PNGs kept in memory (about 40 KB each)
+SPECTROGRAM_CACHE = 256  # PNGs kept in memory (about 100 KB each: RGBA, as matplotlib writes them)
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 CSP = "default-src 'self'; img-src 'self'; media-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
@@ -91,33 +89,6 @@ class _RequestError(Exception):
 # ---------------------------------------------------------------- spectrogram images
 
 
-def _png(rgb: np.ndarray) -> bytes:
-    """Encode a (height, width, 3) uint8 array as a PNG (stdlib zlib, no imaging library)."""
-    height, width, _ = rgb.shape
-    raw = np.concatenate([np.zeros((height, 1), np.uint8), rgb.reshape(height, width * 3)], axis=1).tobytes()  # filter 0 per row
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
-
-
-_LUT: np.ndarray | None = None
-
-
-def _colormap() -> np.ndarray:
-    global _LUT
-    if _LUT is None:
-        try:
-            import matplotlib
-
-            _LUT = (matplotlib.colormaps["magma"](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
-        except Exception:  # no matplotlib: grey levels
-            _LUT = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
-    return _LUT
-
-
 def spectrogram_png(waveform: np.ndarray, *, floor_db: float = -100.0, range_db: float = 80.0) -> bytes:
     """A 1 s clip's log-power spectrogram as a PNG: time left to right, 0-8 kHz bottom to top.
 
@@ -133,7 +104,21 @@ def spectrogram_png(waveform: np.ndarray, *, floor_db: float = -100.0, range_db:
     top = max(float(db.max()), floor_db + range_db)
     level = np.clip((db - (top - range_db)) / range_db, 0.0, 1.0)
     image = np.repeat(level.T[::-1], 2, axis=1)  # (bins, 2 * frames), high frequencies on top
-    return _png(_colormap()[(image * 255).round().astype(np.uint8)])
+    return _png(image)
+
+
+def _png(level: np.ndarray) -> bytes:
+    """A (height, width) array of levels in [0, 1] as a magma-coloured PNG, one pixel per value.
+
+    ``matplotlib.image.imsave`` colours and encodes the array without a figure, so no
+    pyplot state or GUI backend is involved (safe in the server's threads); it writes RGBA."""
+    import io
+
+    import matplotlib.image
+
+    out = io.BytesIO()
+    matplotlib.image.imsave(out, level, cmap="magma", vmin=0.0, vmax=1.0, format="png")
+    return out.getvalue()
 
 
 # ---------------------------------------------------------------- the app

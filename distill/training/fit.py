@@ -28,7 +28,7 @@ from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
-from distill.core.config import load_config, save_config, to_dict
+from distill.core.config import RecipeSource, load_config, save_config, to_dict
 from distill.core.errors import DistillError
 from distill.core.io import atomic_path, write_json
 from distill.core.labels import CLASSES, NUM_CLASSES
@@ -97,6 +97,7 @@ class RunConfig:
     cache_dir: str | None = None
     feature_masks: bool | None = None  # SpecAugment while training; None: the family's default (teachers on, students off)
     holdout: HoldoutConfig | None = None  # cross-fitting: leave one fold of training speakers out
+    recipe: RecipeSource | None = None  # the recipe and overrides the settings came from (None: set by hand)
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -494,8 +495,7 @@ def score_run(run_dir: Path, *, checkpoint: str | None = None, splits: tuple[str
 
 
 def _fit_in_worker(config: RunConfig, run_dir: str, resume: bool, threads: int) -> dict:
-    # Runs in a joblib worker process: limit TensorFlow before it initialises.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # runs in a joblib worker process; its TensorFlow log level comes from the environment distill._entry set
     result = fit(config=config, run_dir=Path(run_dir), resume=resume, progress=False, threads=threads)
     return {"run_dir": str(result.run_dir), "metrics": result.metrics, "seconds": result.seconds}
 

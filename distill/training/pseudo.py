@@ -199,10 +199,10 @@ def select_pseudo_labels(
     counts = {c: 0 for c in CLASSES}
     for r in chosen:
         counts[CLASSES[labels[r]]] += 1
-    from distill.data.unlabeled import _resolve_unlabeled  # Kaggle's test/ -> test/audio, exactly as the soft labels read it
+    from distill.data.unlabeled import resolve_unlabeled  # Kaggle's test/ -> test/audio, exactly as the soft labels read it
 
     try:
-        folder = _resolve_unlabeled(Path(soft.config.unlabeled))
+        folder = resolve_unlabeled(Path(soft.config.unlabeled))
     except DistillError:  # moved since prediction: keep the recorded path; load_pseudo says so when used
         folder = Path(soft.config.unlabeled)
     write_json(

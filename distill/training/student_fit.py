@@ -19,7 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
-from distill.core.config import load_config, refuse_other_config
+from distill.core.config import RecipeSource, load_config, refuse_other_config
 from distill.core.errors import DistillError
 from distill.core.io import read_json, write_json
 from distill.core.labels import NUM_CLASSES, SILENCE_INDEX, UNKNOWN_INDEX
@@ -185,6 +185,7 @@ def fit_student(
     cache_dir: Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    recipe: RecipeSource | None = None,
 ) -> FitResult:
     """Train a student into ``out``; ``soft_labels=None`` trains the no-teacher twin on hard labels.
 
@@ -210,7 +211,7 @@ def fit_student(
                                 pseudo=str(Path(pseudo).resolve()) if pseudo else None, max_views=max_views, online=online)
     config = RunConfig(family="student", arch=arch, data=str(data), size=size, frontend=frontend, mix=mix, augment=augment,
                        schedule=schedule, distill=distill, seed=seed, skip_bad=skip_bad, cache_dir=str(cache_dir) if cache_dir else None,
-                       feature_masks=True if feature_masks else None)
+                       feature_masks=True if feature_masks else None, recipe=recipe)
     footprint = check_budget(build_model(config), max_mb=max_mb, max_ms=max_ms, name=f"student {arch}/{size}", weight_bits=weight_bits)
     dataset = open_dataset(data, cache_dir=cache_dir, skip_bad=skip_bad, progress=progress)
     if soft is None:
@@ -262,10 +263,9 @@ class StudentRunSpec:
             command.append("--no-teachers")
         else:
             command += ["--soft-labels", str(self.soft_labels), "--alpha", f"{self.alpha:g}", "--temperature", f"{self.temperature:g}"]
-        if self.feature_masks:
-            command.append("--feature-masks")
-        if self.view_masks:
-            command.append("--view-masks")
+        # both switches spelled out: a flag left out would take the recipe's value, not this spec's
+        command.append("--feature-masks" if self.feature_masks else "--no-feature-masks")
+        command.append("--view-masks" if self.view_masks else "--no-view-masks")
         if (run / "config.json").exists():
             command.append("--resume")
         return command

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from distill.core.config import RecipeSource
 from distill.core.errors import DistillError
 from distill.core.registry import TEACHERS
 from distill.data.augment import AugmentConfig
@@ -34,6 +35,7 @@ def train_teachers(
     cache_dir: Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    recipe: RecipeSource | None = None,
 ) -> list[dict]:
     """Train each architecture into ``out/<arch>`` (further seeds into ``out/<arch>-s<k>``); returns each run's metrics.
 
@@ -66,7 +68,8 @@ def train_teachers(
         for holdout in holdouts:
             # seed + i for the first seed keeps single-seed runs as they were; a group's folds share the seed
             configs.append(RunConfig(family="teacher", arch=a, data=str(Path(data).resolve()), size=size, frontend=frontend, mix=mix, augment=augment,
-                                     schedule=schedule, seed=seed + i, skip_bad=skip_bad, cache_dir=str(cache_dir) if cache_dir else None, holdout=holdout))
+                                     schedule=schedule, seed=seed + i, skip_bad=skip_bad, cache_dir=str(cache_dir) if cache_dir else None, holdout=holdout,
+                                     recipe=recipe))
             run_dirs.append(member_dir if holdout is None else member_dir / f"fold{holdout.fold}")
     if backend != "dask":
         return fit_parallel(configs=configs, run_dirs=run_dirs, jobs=jobs, backend=backend, resume=resume, progress=progress)

@@ -11,6 +11,7 @@ from distill.core.errors import DistillError
 from distill.core.io import atomic_path, write_json, write_text
 from distill.core.labels import CLASSES
 from distill.core.metrics import classification_report, confusion_matrix, softmax
+from distill.core.tables import plain_text
 from distill.training.soft_labels import ensemble_probabilities, load_soft_labels
 
 
@@ -48,18 +49,30 @@ class TeacherReport:
     files: list[Path]
 
     def to_table(self) -> str:
+        """The report as plain aligned text (what report.txt holds); ``to_rich`` for a rich Console."""
+        return plain_text(self.to_rich()).rstrip("\n")
+
+    def to_rich(self):
+        """Accuracy and mean top probability tables (a row per model, a column per split) and the agreement line."""
+        from rich import box
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
         splits = sorted({r["split"] for r in self.rows})
-        header = f"{'model':<24}" + "".join(f"{s:>12}" for s in splits)
-        lines = []
-        for title, key, cell in (("accuracy, clean view", "accuracy", lambda v: f"{100 * v:>11.2f}%"),
-                                 ("mean top probability, all views", "mean_top_probability", lambda v: f"{v:>12.3f}")):
-            lines += [title, header, "-" * len(header)]
+        parts = []
+        for title, key, cell in (("accuracy, clean view", "accuracy", lambda v: f"{100 * v:.2f}%"),
+                                 ("mean top probability, all views", "mean_top_probability", lambda v: f"{v:.3f}")):
+            table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+            table.add_column("model")
+            for split in splits:
+                table.add_column(split, justify="right")
             for model in dict.fromkeys(r["model"] for r in self.rows):
                 value = {r["split"]: r[key] for r in self.rows if r["model"] == model}
-                lines.append(f"{model:<24}" + "".join(cell(value[s]) if s in value else f"{'-':>12}" for s in splits))
-            lines.append("")
-        lines.append("teacher agreement (all teachers' argmax equal): " + ", ".join(f"{s} {100 * a:.1f}%" for s, a in self.agreement.items()))
-        return "\n".join(lines)
+                table.add_row(Text(model), *(Text(cell(value[s]) if s in value else "-") for s in splits))
+            parts += [Text(title, style="bold"), table, Text("")]
+        parts.append(Text("teacher agreement (all teachers' argmax equal): " + ", ".join(f"{s} {100 * a:.1f}%" for s, a in self.agreement.items())))
+        return Group(*parts)
 
 
 def teacher_report(*, soft_labels: Path, out: Path | None = None, splits: tuple[str, ...] = ("validation", "testing"), temperature: float = 1.0,

@@ -31,6 +31,9 @@ def test_data_stats_cli(tiny_tree):
     result = runner.invoke(app, ["data", "stats", str(tiny_tree)])
     assert result.exit_code == 0, result.output
     assert "yes" in result.output and "white_noise.wav" in result.output
+    assert "\x1b" not in result.output  # not a terminal: plain aligned text
+    header = next(line for line in result.output.splitlines() if line.startswith("class "))
+    assert header.split() == ["class", "training", "validation", "testing", "total"]
 
 
 def test_missing_dataset_is_a_clear_error(tmp_path):
@@ -71,7 +74,7 @@ def test_student_calibrate_export_submit_through_the_cli(tiny_tree, tiny_soft_la
                                    "--no-teachers", "--mixup", "-1"])
     assert negative.exit_code != 0 and "--mixup" in str(negative.exception)
     keep = runner.invoke(app, ["teachers", "train", "--arch", "resnet", "--data", str(tiny_tree), "--out", str(tmp_path / "z"), "--keep", "average"])
-    assert keep.exit_code != 0 and "--keep must be best or last" in str(keep.exception)
+    assert keep.exit_code != 0 and "--keep (teachers.keep): must be one of best, last, got 'average'" in str(keep.exception)
     assert not (tmp_path / "z").exists()
     clean_masked = runner.invoke(app, ["student", "fit", "--arch", "dscnn", "--data", str(tiny_tree), "--out", str(tmp_path / "w"),
                                        "--no-teachers", "--no-augment", "--view-masks"])

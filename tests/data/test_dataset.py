@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from distill.core.errors import BadAudioError, DistillError
+from distill.core.io import sibling_prefix
 from distill.core.labels import CLASS_INDEX, SILENCE_INDEX, UNKNOWN_INDEX, word_to_class
 from distill.data import cache, wav
 from distill.data.cache import open_dataset
@@ -295,7 +296,7 @@ def test_crash_mid_build_leaves_no_loadable_cache(tree, tmp_path, monkeypatch):
 def test_threaded_reader_keeps_file_order(tree, tmp_path):
     paths = sorted(tree.glob("*/*.wav"))
     BAD_CASES["stereo"][0](paths[3])
-    threaded = list(wav._read_many(paths, workers=2, ahead=2))
+    threaded = list(wav.read_many(paths, workers=2, ahead=2))
     assert isinstance(threaded[3], BadAudioError) and str(paths[3]) in str(threaded[3])
     for path, got in zip(paths, threaded):
         if not isinstance(got, BadAudioError):
@@ -306,7 +307,7 @@ def test_a_stale_or_foreign_cache_dir(tree, tmp_path):
     home = tmp_path / "c"
     target = cache.default_cache_dir(tree, home=home)
     # a build killed with SIGKILL leaves its temp folder; the next build removes it
-    dead = target.parent / f"{cache._temp_prefix(target, 'building')}999999999-abcd"
+    dead = target.parent / f"{sibling_prefix(target, 'building')}999999999-abcd"
     dead.mkdir(parents=True)
     open_dataset(tree, cache_dir=home, progress=False)
     assert not dead.exists()
@@ -440,11 +441,13 @@ def test_unlabeled_listing_and_streaming(test_folder, tmp_path):
     assert names == sorted(names) and len(names) == 7 and all(n.startswith("clip_") for n in names)
     assert list_unlabeled(test_folder.parent) == names  # Kaggle's test/ works too
     batches = list(iter_unlabeled(test_folder, batch_size=3))
-    assert [len(b[0]) for b in batches] == [3, 3, 1]
-    assert [n for b in batches for n in b[0]] == names
-    for batch_names, waves in batches:
-        assert waves.dtype == np.float32 and waves.shape == (len(batch_names), 16000)
-        for name, wave_ in zip(batch_names, waves):
+    assert [len(b.names) for b in batches] == [3, 3, 1]
+    assert [n for b in batches for n in b.names] == names
+    for batch in batches:
+        waves = batch.waveforms
+        assert waves.dtype == np.float32 and waves.shape == (len(batch.names), 16000)
+        assert batch.errors == (None,) * len(batch.names) and batch.ok.all()
+        for name, wave_ in zip(batch.names, waves):
             np.testing.assert_array_equal(wave_, decode_wav(test_folder / name))
     only_other = tmp_path / "plain"
     write_wav(only_other / "a.wav", _clip(1))
@@ -460,10 +463,20 @@ def test_unlabeled_bad_files_and_cache(test_folder, cache_home, monkeypatch):
     BAD_CASES["rate"][0](test_folder / "clip_00000000a.wav")
     with pytest.raises(BadAudioError, match="clip_00000000a.wav"):
         list(iter_unlabeled(test_folder, batch_size=4))
-    report: list = []
-    got = [n for names, _ in iter_unlabeled(test_folder, batch_size=4, skip_bad=True, bad_report=report) for n in names]
+    batches = list(iter_unlabeled(test_folder, batch_size=4, skip_bad=True))
+    assert [n for b in batches for n in b.names] == list_unlabeled(test_folder)  # every clip, the bad one too
+    got = [n for b in batches for n, err in zip(b.names, b.errors) if err is None]
     assert "clip_00000000a.wav" not in got and len(got) == 7
-    assert report == [("clip_00000000a.wav", report[0][1])] and "16 kHz" in report[0][1]
+    report = [(n, err) for b in batches for n, err in zip(b.names, b.errors) if err is not None]
+    assert [n for n, _ in report] == ["clip_00000000a.wav"] and isinstance(report[0][1], BadAudioError)
+    assert "16 kHz" in report[0][1].reason
+    for batch in batches:
+        assert list(batch.ok) == [err is None for err in batch.errors]
+        for name, wave_, ok in zip(batch.names, batch.waveforms, batch.ok):
+            if ok:
+                np.testing.assert_array_equal(wave_, decode_wav(test_folder / name))
+            else:
+                assert not wave_.any()  # a bad clip's audio is zeros
     with pytest.raises(BadAudioError):
         open_unlabeled(test_folder, progress=False)
     un = open_unlabeled(test_folder, skip_bad=True, progress=False)

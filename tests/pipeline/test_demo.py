@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from distill.pipeline.demo import DemoConfig, format_table, run_demo
+from distill.core.tables import plain_text
+from distill.pipeline.demo import DemoConfig, format_table, run_demo, stages_table
 
 
 def test_demo_synthesizes_and_indexes(tmp_path):
@@ -14,7 +15,7 @@ def test_demo_synthesizes_and_indexes(tmp_path):
     assert [s["stage"] for s in summary["stages"]] == ["synth", "index"] == [line[3:] for line in lines]
     assert summary["stages"][1]["clips"] == 6 * 30 and summary["stages"][1]["bad_files"] == 0
     assert len(list((tmp_path / "demo" / "kaggle_test").glob("clip_*.wav"))) == 24
-    assert "yes" in result.stats_table
+    assert "yes" in result.stats_table and result.stats_table == result.stats.to_table()
 
 
 def test_whole_pipeline_at_toy_sizes(tmp_path):
@@ -29,3 +30,19 @@ def test_whole_pipeline_at_toy_sizes(tmp_path):
     assert set(summary["scores"]) == {"student, calibrated", "student, uncalibrated", "student without teachers"}
     assert (tmp_path / "demo" / "summary.html").exists() and (tmp_path / "demo" / "submission_confusion.png").exists()
     assert "calibrated" in format_table(result.table)
+
+
+def test_tables_keep_every_number_as_formatted_before():
+    rows = [{"model": "teacher resnet", "test": 0.86666, "params": 173852},
+            {"model": "student tcresnet/8 (distilled)", "params": 65996, "test": 0.125, "bytes": 272165, "pi3_ms": 18.43, "submission": 0.125},
+            {"model": "student, calibrated (the shipped graph)", "params": 65996, "test": None, "bytes": 272165, "pi3_ms": 18.43, "submission": 0.175}]
+    assert format_table(rows).splitlines() == [
+        "model                                     params   bytes  Pi3 ms    test  submission",
+        "teacher resnet                           173,852                  86.67%           -",
+        "student tcresnet/8 (distilled)            65,996  272165    18.4  12.50%      12.50%",
+        "student, calibrated (the shipped graph)   65,996  272165    18.4       -      17.50%",
+    ]
+    assert plain_text(stages_table([{"stage": "synth", "seconds": 2.63, "status": "ok"}, {"stage": "teachers train", "seconds": 11.3, "status": "ok"}])) == (
+        "stage           seconds  status\n"
+        "synth               2.6  ok\n"
+        "teachers train     11.3  ok\n")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import http.client
 import json
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -81,14 +80,25 @@ def test_page_audio_and_spectrogram(server, pseudo):
 
     status, headers, png = request(server, "GET", "/spectrogram/clip_003.wav.png")
     assert status == 200 and headers["Content-Type"] == "image/png"
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
-    width, height = struct.unpack(">II", png[16:24])
-    assert (width, height) == (2 * 196, 257)  # 25 ms windows every 5 ms, 0-8 kHz in 257 bins
+    image = decode_png(png)
+    assert image.shape == (257, 2 * 196, 4)  # 25 ms windows every 5 ms, 0-8 kHz in 257 bins; RGBA
+    assert np.all(image[..., 3] == 1.0) and image[..., :3].std() > 0.05  # opaque, and a picture rather than one colour
     assert request(server, "GET", "/spectrogram/clip_003.wav.png")[2] == png  # cached, same bytes
     assert request(server, "HEAD", "/audio/clip_003.wav")[0] == 200
-    # a clip shorter than 1 s, and digital silence (stays dark)
-    assert request(server, "GET", "/spectrogram/clip_000.wav.png")[0] == 200
-    assert spectrogram_png(np.zeros(16000, np.float32))[:8] == b"\x89PNG\r\n\x1a\n"
+    # a clip shorter than 1 s, and digital silence (stays dark: the colour map's bottom, near black)
+    assert decode_png(request(server, "GET", "/spectrogram/clip_000.wav.png")[2]).shape == (257, 392, 4)
+    silence = decode_png(spectrogram_png(np.zeros(16000, np.float32)))
+    assert silence.shape == (257, 392, 4) and silence[..., :3].max() < 0.05
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """A PNG's pixels, (height, width, channels) floats in [0, 1]; fails unless ``data`` is a valid PNG."""
+    import io
+
+    import matplotlib.image
+
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return matplotlib.image.imread(io.BytesIO(data), format="png")
 
 
 def test_decisions_are_saved_at_once_and_survive_a_restart(server, pseudo):

@@ -12,6 +12,7 @@ import pytest
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
+@pytest.mark.slow  # several student fits in subprocesses: about 30 s each on 2 cores
 def test_sweep_chooses_on_validation_and_resumes(tiny_tree, tiny_soft_labels, tmp_path):
     command = [sys.executable, str(SCRIPTS / "sweep_student.py"), "--data", str(tiny_tree), "--soft-labels", str(tiny_soft_labels),
                "--out", str(tmp_path / "sweep"), "--arch", "dscnn", "--size", "toy", "--epochs", "1", "--alpha", "0.3", "1.0",
@@ -30,53 +31,7 @@ def test_sweep_chooses_on_validation_and_resumes(tiny_tree, tiny_soft_labels, tm
     assert other_seed.returncode != 0 and "seed: 0 there, 1 asked" in other_seed.stderr
 
 
-def _bench_real():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_real", SCRIPTS / "bench_real.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_bench_refuses_a_finished_student_of_another_preset(tmp_path):
-    from distill.core.config import save_config
-    from distill.core.errors import DistillError
-    from distill.training.fit import DistillConfig, RunConfig, ScheduleConfig
-
-    bench = _bench_real()
-    run = tmp_path / "student_distilled"
-    run.mkdir()
-    save_config(RunConfig(family="student", arch="tcresnet", data="/x/data", size="14-w1.5", schedule=ScheduleConfig(epochs=80),
-                          distill=DistillConfig(soft_labels="/x/soft_labels")), run / "config.json")
-    bench.check_reusable(run, arch="tcresnet", size="14-w1.5", epochs=80, feature_masks=False, soft_labels=Path("/x/soft_labels"))
-    with pytest.raises(DistillError, match=r"size: 14-w1.5 there, 14-w2 asked.*epochs: 80 there, 160 asked.*feature_masks: False there, True asked"):
-        bench.check_reusable(run, arch="tcresnet", size="14-w2", epochs=160, feature_masks=True, soft_labels=Path("/x/soft_labels"))
-    with pytest.raises(DistillError, match="teachers: True there, False asked"):
-        bench.check_reusable(run, arch="tcresnet", size="14-w1.5", epochs=80, feature_masks=False, soft_labels=None)
-    with pytest.raises(DistillError, match="keep: best there, last asked"):
-        bench.check_reusable(run, arch="tcresnet", size="14-w1.5", epochs=80, feature_masks=False, soft_labels=Path("/x/soft_labels"), keep="last")
-    with pytest.raises(DistillError, match="view_masks: False there, True asked"):
-        bench.check_reusable(run, arch="tcresnet", size="14-w1.5", epochs=80, feature_masks=False, soft_labels=Path("/x/soft_labels"), view_masks=True)
-    (run / "config.json").write_text(json.dumps({"kind": "ExportConfig", "config": {}}))
-    with pytest.raises(DistillError, match="holds a ExportConfig config, expected RunConfig"):
-        bench.check_reusable(run, arch="tcresnet", size="14-w1.5", epochs=80, feature_masks=False, soft_labels=Path("/x/soft_labels"))
-
-
-def test_bench_plans_the_flipped_mask_pair_only_for_feature_mask_presets(tmp_path):
-    bench = _bench_real()
-    soft, pseudo = tmp_path / "soft_labels", tmp_path / "pseudo.csv"
-    feature = bench.student_plan(bench.PRESETS["cpu-hybrid"], soft=soft, pseudo=pseudo)
-    assert list(feature) == ["student_distilled", "student_no_teachers", "student_clean_views", "student_pseudo",
-                             "student_unmasked", "student_no_teachers_unmasked"]
-    assert feature["student_unmasked"] == dict(soft_labels=soft, feature_masks=False)
-    # view-mask presets: the views were labelled masked, so no unmasked pair, and no feature masks on top
-    view = bench.student_plan(bench.PRESETS["cpu-hybrid-vm"], soft=soft, pseudo=None)
-    assert list(view) == ["student_distilled", "student_no_teachers", "student_clean_views"]
-    assert not any(spec["feature_masks"] for spec in view.values())
-
-
+@pytest.mark.slow  # several student fits in subprocesses: about 30 s each on 2 cores
 def test_seed_replicates_pairs_each_variant_with_its_twin_and_resumes(tiny_tree, tiny_soft_labels, tmp_path):
     out = tmp_path / "seeds"
     command = [sys.executable, str(SCRIPTS / "seed_replicates.py"), "--data", str(tiny_tree), "--out", str(out),
@@ -120,47 +75,3 @@ def test_best_vs_last_agree_on_a_one_epoch_run(teacher_runs):
         assert (row["last_validation"], row["last_test"]) == (row["best_validation"], row["best_test"])
 
 
-def test_bench_counts_a_fold_group_done_only_when_every_fold_is(tmp_path):
-    bench = _bench_real()
-    group = tmp_path / "resnet-cf"
-    for k in (0, 1):
-        (group / f"fold{k}").mkdir(parents=True)
-    (group / "fold0" / "metrics.json").write_text("{}")
-    assert not bench.done(group)
-    (group / "fold1" / "metrics.json").write_text("{}")
-    assert bench.done(group)
-    assert not bench.done(tmp_path / "resnet")  # not trained at all
-
-
-def test_bench_report_gives_every_teacher_row_its_footprint(tmp_path):
-    import argparse
-
-    from distill.compliance.footprint import run_footprint
-    from distill.core.config import save_config
-    from distill.training.fit import RunConfig
-
-    bench = _bench_real()
-    out = tmp_path / "bench"
-    scores = {"validation": {"accuracy": 0.9}, "test": {"accuracy": 0.8}}
-    # a recurrent teacher (whose loop once kept the row blank) and a fold group, whose folds share one footprint
-    teachers = {out / "teachers" / "crnn": [out / "teachers" / "crnn"],
-                out / "teachers" / "resnet-cf": [out / "teachers" / "resnet-cf" / f"fold{k}" for k in (0, 1)]}
-    for group, runs in teachers.items():
-        for run in runs:
-            run.mkdir(parents=True)
-            save_config(RunConfig(family="teacher", arch=group.name.removesuffix("-cf"), data="/x", size="toy"), run / "config.json")
-            (run / "metrics.json").write_text(json.dumps({"size": "toy", "params": 10, **scores}))
-    (out / "teacher_report").mkdir()
-    (out / "teacher_report" / "report.json").write_text(json.dumps(
-        {"rows": [{"model": "ensemble", "split": "validation", "accuracy": 0.95}, {"model": "ensemble", "split": "testing", "accuracy": 0.85}],
-         "agreement": {}}))
-    args = argparse.Namespace(data=tmp_path / "data", preset="smoke", kaggle_labels=None)
-    bench.write_report(out, bench.PRESETS["smoke"], list(teachers), {}, {}, args)
-
-    rows = json.loads((out / "report.json").read_text())["rows"]
-    crnn, resnet = run_footprint(out / "teachers" / "crnn"), run_footprint(out / "teachers" / "resnet-cf")
-    assert [r["macs"] for r in rows[:3]] == [crnn.macs, resnet.macs, resnet.macs]
-    assert all(r["pi3_ms"] > 0 and r["float32_bytes"] > 0 for r in rows[:3])
-    ensemble = rows[3]
-    assert ensemble["model"] == "teacher ensemble" and ensemble["macs"] == crnn.macs + 2 * resnet.macs and ensemble.get("pi3_ms") is None
-    assert f"{crnn.float32_bytes:,} (float32)" in (out / "report.md").read_text()

@@ -1,0 +1,36 @@
+"""``distill run``: every stage of a recipe, resumable, from one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from distill.cli.root import app
+
+
+@app.command("run", context_settings={"allow_extra_args": False})
+def run_command(
+    recipe: str = typer.Argument(..., help="A shipped recipe (`distill recipe list`) or a .toml file."),
+    overrides: list[str] = typer.Argument(None, help="Dotted KEY=VALUE overrides of the recipe, e.g. teachers.epochs=10 students.0.epochs=80.", show_default=False),
+    data: Path = typer.Option(..., "--data", help="Speech Commands-layout tree (`distill data synth` makes a demo one)."),
+    out: Path = typer.Option(..., "--out", help="Folder for every stage's output; rerun the same command to resume it."),
+    kaggle_test: Path = typer.Option(None, "--kaggle-test", help="Folder of unlabeled test clips: pseudo-labels, calibration and the submission."),
+    kaggle_labels: Path = typer.Option(None, "--kaggle-labels", help="fname,label CSV for the --kaggle-test clips; the report gives the submission's agreement with it."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Teachers trained at once (processes)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars (stage lines are still printed)."),
+) -> None:
+    """Run RECIPE end to end: teachers and fold groups, soft labels, pseudo-labels, students and twins, calibration,
+    export with --check-pi, TF 1.4 evaluation, submission, ablations and the report (OUT/report.md)."""
+    import time
+
+    from distill.pipeline.recipe import load_recipe
+    from distill.pipeline.run import run_recipe
+
+    resolved = load_recipe(recipe, overrides or ())
+
+    def log(message: str) -> None:
+        typer.echo(f"[{time.strftime('%H:%M:%S')}] {message}")
+
+    result = run_recipe(recipe=resolved, data=data, out=out, kaggle_test=kaggle_test, kaggle_labels=kaggle_labels, jobs=jobs, progress=not quiet, log=log)
+    typer.echo((result.out / "report.md").read_text())

@@ -1,0 +1,436 @@
+"""``distill run``: every stage of a recipe, through the library functions, resumable stage by stage.
+
+Layout of OUT::
+
+    recipe.toml                 the resolved recipe (a rerun with another recipe is refused)
+    timings.json                seconds per stage, summed over interrupted attempts
+    teachers/<arch>[-sK][-cf]   teacher runs and cross-fitted fold groups
+    soft_labels/                the teachers' logits on augmented views (and on --kaggle-test)
+    teacher_report/             per-teacher and ensemble accuracy
+    pseudo.csv                  pseudo-labels picked on --kaggle-test (review with ``distill pseudo review``)
+    students/<arch>-<size>/     distilled/, twin/ (no teachers), export/ (uncalibrated graph), ablations
+    calibration/                offsets for the expected test mix (first student, with --kaggle-test)
+    export/                     the shipped graph: first student, calibrated when --kaggle-test is given
+    tf14_eval.json              every exported graph scored by TensorFlow 1.4 on validation and test
+    submission.csv              the shipped graph on --kaggle-test
+    report.md, report.json      the table; confusion.png, recall.png for the shipped graph
+
+A stage whose output is complete is skipped, so rerunning the same command after an interruption
+continues where it stopped (an interrupted fit resumes from its last checkpoint).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from distill.core.errors import DistillError
+from distill.core.io import exclusive_folder, read_json, write_json, write_text
+from distill.pipeline.recipe import Recipe, StudentRecipe, augment_config, frontend_config, mix_config, recipe_diff, recipe_from_dict, schedule_config, to_toml
+
+RECIPE_FILE = "recipe.toml"
+TIMINGS_FILE = "timings.json"
+
+
+@dataclass(frozen=True)
+class StudentPlan:
+    """One student run the recipe asks for: its folder, its recipe entry, and how it differs from it."""
+
+    name: str  # e.g. tcresnet-14-w2/distilled
+    student: StudentRecipe
+    teachers: bool = True
+    max_views: int | None = None  # None: the recipe's
+    pseudo: bool = False
+    feature_masks: bool | None = None  # None: the recipe's
+    ablation: bool = False
+
+
+def plan_students(recipe: Recipe, *, with_pseudo: bool) -> list[StudentPlan]:
+    """The main distilled/twin pairs first (every student of the recipe), then the first student's ablations."""
+    plans = []
+    for student in recipe.students:
+        plans.append(StudentPlan(f"{student.label}/distilled", student))
+        if student.twin:
+            plans.append(StudentPlan(f"{student.label}/twin", student, teachers=False))
+    first = recipe.students[0]
+    ablations = recipe.ablations
+    if ablations.clean_views:
+        plans.append(StudentPlan(f"{first.label}/clean_views", first, max_views=1, ablation=True))
+    if ablations.pseudo and with_pseudo:
+        plans.append(StudentPlan(f"{first.label}/pseudo", first, pseudo=True, ablation=True))
+    # not with view masks: the views were labelled masked, so an unmasked pair would need predictions of its own
+    if ablations.flipped_masks and not recipe.predict.view_masks:
+        flipped = "unmasked" if first.feature_masks else "masked"
+        plans.append(StudentPlan(f"{first.label}/{flipped}", first, feature_masks=not first.feature_masks, ablation=True))
+        plans.append(StudentPlan(f"{first.label}/twin_{flipped}", first, teachers=False, feature_masks=not first.feature_masks, ablation=True))
+    return plans
+
+
+@dataclass
+class RunResult:
+    out: Path
+    report: dict[str, Any]
+    timings: dict[str, float]
+
+
+def teacher_members(recipe: Recipe) -> tuple[list[str], list[str]]:
+    """(full-data teacher names, fold-group names) as ``train_teachers`` names their folders."""
+    t = recipe.teachers
+    members = [a if k == 0 else f"{a}-s{k}" for k in range(t.seeds) for a in t.families]
+    return members, ([f"{m}-cf" for m in members] if t.folds > 1 else [])
+
+
+def refuse_other_recipe(out: Path, recipe: Recipe) -> None:
+    """Raise when OUT was made with another recipe, naming every key that differs."""
+    path = out / RECIPE_FILE
+    if not path.exists():
+        return
+    try:
+        found = recipe_from_dict(tomllib.loads(path.read_text(encoding="utf-8")), name=str(path))
+    except (tomllib.TOMLDecodeError, DistillError) as err:
+        raise DistillError(f"{path}: unreadable ({err}); move {out} away or choose another --out") from None
+    diff = recipe_diff(found, recipe)
+    if diff:
+        detail = "; ".join(f"{key}: {a!r} there, {b!r} asked" for key, a, b in diff)
+        raise DistillError(f"{out} was made with another recipe ({detail}); choose another --out, or rerun with the same recipe to resume")
+
+
+def _done(run: Path) -> bool:
+    from distill.training.crossfit import fold_runs
+
+    return all((r / "metrics.json").exists() for r in (fold_runs(run) or [run]))
+
+
+class _Stages:
+    """Runs a stage unless its output is complete, logging and timing it."""
+
+    def __init__(self, out: Path, log: Callable[[str], None]):
+        self.out, self.log = out, log
+        path = out / TIMINGS_FILE
+        self.timings: dict[str, float] = read_json(path) if path.exists() else {}
+
+    def __call__(self, name: str, complete: Callable[[], bool], work: Callable[[], Any]) -> None:
+        if complete():
+            self.log(f"{name}: complete, skipped")
+            return
+        self.log(f"{name}: running")
+        start = time.time()
+        work()
+        self.timings[name] = round(self.timings.get(name, 0.0) + time.time() - start, 1)
+        write_json(self.out / TIMINGS_FILE, self.timings)
+        self.log(f"{name}: done in {time.time() - start:.1f} s")
+
+
+def run_recipe(*, recipe: Recipe, data: Path, out: Path, kaggle_test: Path | None = None, kaggle_labels: Path | None = None,
+               jobs: int = 1, progress: bool = True, log: Callable[[str], None] = print) -> RunResult:
+    """Run every stage of ``recipe`` on the Speech Commands tree ``data`` into ``out``; see the module docstring."""
+    data, out = Path(data), Path(out)
+    if not data.is_dir():
+        raise DistillError(f"{data}: no such data folder (a Speech Commands-layout tree; `distill data synth` makes a demo one)")
+    if kaggle_test is not None and not Path(kaggle_test).is_dir():
+        raise DistillError(f"{kaggle_test}: no such folder of unlabeled test clips (--kaggle-test)")
+    if kaggle_labels is not None and not Path(kaggle_labels).is_file():
+        raise DistillError(f"{kaggle_labels}: no such labels CSV (--kaggle-labels)")
+    if jobs < 1:
+        raise DistillError(f"--jobs must be at least 1, got {jobs}")
+    if out.exists() and not out.is_dir():
+        raise DistillError(f"{out}: exists and is not a folder; choose another --out")
+    refuse_other_recipe(out, recipe)
+    with exclusive_folder(out, doing="run"):
+        write_text(out / RECIPE_FILE, to_toml(recipe))
+        return _run(recipe=recipe, data=data, out=out, kaggle_test=Path(kaggle_test) if kaggle_test else None,
+                    kaggle_labels=Path(kaggle_labels) if kaggle_labels else None, jobs=jobs, progress=progress, log=log)
+
+
+def _run(*, recipe: Recipe, data: Path, out: Path, kaggle_test: Path | None, kaggle_labels: Path | None, jobs: int, progress: bool,
+         log: Callable[[str], None]) -> RunResult:
+    stage = _Stages(out, log)
+    seed = recipe.data.seed
+    source = recipe.source
+    t = recipe.teachers
+    members, groups = teacher_members(recipe)
+    teacher_dirs = [out / "teachers" / m for m in members + groups]
+
+    def train(folds: int) -> None:
+        from distill.training.teacher_fit import train_teachers
+
+        train_teachers(data=data, out=out / "teachers", folds=folds, jobs=jobs, resume=True, progress=progress and jobs == 1, recipe=source,
+                       **teacher_settings(recipe))
+
+    for names, folds in ((members, 1), (groups, t.folds)):
+        if names:
+            stage("teachers" if folds == 1 else f"teachers --folds {folds}", lambda names=names: all(_done(out / "teachers" / n) for n in names),
+                  lambda folds=folds: train(folds))
+
+    soft = out / "soft_labels"
+    prediction = dict(teacher_runs=teacher_dirs, data=data, unlabeled=kaggle_test, **predict_settings(recipe))
+    last = teacher_dirs[-1].name
+
+    def predict() -> None:
+        from distill.training.soft_labels import predict_config, predict_soft_labels, refuse_other_predictions
+
+        refuse_other_predictions(soft, predict_config(**prediction))  # a folder left by other teachers or views
+        predict_soft_labels(out=soft, progress=progress, **prediction)
+
+    def report_teachers() -> None:
+        from distill.training.teacher_report import teacher_report
+
+        teacher_report(soft_labels=soft, out=out / "teacher_report")
+
+    stage("teachers predict", lambda: (soft / "testing" / f"logits_{last}.npy").exists() and (kaggle_test is None or (soft / "unlabeled" / f"logits_{last}.npy").exists()),
+          predict)
+    stage("teachers report", lambda: (out / "teacher_report" / "report.json").exists(), report_teachers)
+
+    pseudo_csv = out / "pseudo.csv"
+    if kaggle_test is not None and recipe.pseudo.enabled:
+        from distill.training.pseudo import select_pseudo_labels
+
+        stage("pseudo select", pseudo_csv.exists, lambda: select_pseudo_labels(soft_labels=soft, out=pseudo_csv, threshold=recipe.pseudo.threshold,
+                                                                              min_agreement=recipe.pseudo.min_agreement))
+    plans = plan_students(recipe, with_pseudo=pseudo_csv.exists())
+    main_plans = [p for p in plans if not p.ablation]
+    for plan in main_plans:
+        _fit(plan, recipe=recipe, data=data, out=out, soft=soft, pseudo_csv=pseudo_csv, stage=stage, progress=progress)
+
+    first = out / "students" / recipe.students[0].label / "distilled"
+    calibration = None
+    if kaggle_test is not None:
+        from distill.calibration.student_calibration import calibrate_student
+
+        calibration = out / "calibration"
+        cal = recipe.calibrate
+        stage("calibrate", lambda: (calibration / "calibration.json").exists(),
+              lambda: calibrate_student(run=first, unlabeled=kaggle_test, out=calibration, seed=seed, prior_strength=cal.prior_strength,
+                                        expected_mix=cal.expected_mix, progress=progress))
+    exports = _exports(recipe, out, calibration)
+    from distill.export.student_export import export_student
+
+    for name, (run, cal_dir, student) in exports.items():
+        stage(f"export {name}", lambda name=name: (out / name / "manifest.json").exists(),
+              lambda name=name, run=run, cal_dir=cal_dir, student=student: export_student(
+                  run=run, out=out / name, calibration=cal_dir, quantize=student.weight_bits == 8, check=recipe.export.check_pi,
+                  check_clips=recipe.export.check_clips))
+    stage("tf14 evaluation", lambda: _tf14_complete(out, exports), lambda: tf14_evaluate(out=out, data=data, run=first, exports=list(exports), recipe=recipe))
+    if kaggle_test is not None:
+        from distill.submission.writer import write_submission
+
+        stage("submit", lambda: (out / "submission.csv").exists(),
+              lambda: write_submission(model=out / "export" / "model.pb", test_dir=kaggle_test, out=out / "submission.csv", progress=progress))
+    report = write_report(out=out, recipe=recipe, data=data, teacher_dirs=teacher_dirs, plans=plans, exports=list(exports),
+                          timings=stage.timings, kaggle_labels=kaggle_labels)
+    for plan in plans:
+        if plan.ablation:  # last, so the main table lands first; the report grows a row per finished ablation
+            _fit(plan, recipe=recipe, data=data, out=out, soft=soft, pseudo_csv=pseudo_csv, stage=stage, progress=progress)
+            report = write_report(out=out, recipe=recipe, data=data, teacher_dirs=teacher_dirs, plans=plans, exports=list(exports),
+                                  timings=stage.timings, kaggle_labels=kaggle_labels)
+    log(f"report: {out / 'report.md'}")
+    return RunResult(out=out, report=report, timings=dict(stage.timings))
+
+
+def teacher_settings(recipe: Recipe) -> dict[str, Any]:
+    """What ``train_teachers`` takes from a recipe (``distill teachers train`` builds the same from its options)."""
+    t = recipe.teachers
+    # view masks are for the views the teachers label, not for their own training (as measured)
+    return dict(archs=list(t.families), size=t.size, schedule=schedule_config(t), mix=mix_config(recipe.data),
+                augment=augment_config(dataclasses.replace(recipe.predict, view_masks=False)), seed=recipe.data.seed, seeds=t.seeds)
+
+
+def predict_settings(recipe: Recipe) -> dict[str, Any]:
+    """What ``predict_soft_labels`` takes from a recipe."""
+    return dict(views=recipe.predict.views, mix=mix_config(recipe.data), augment=augment_config(recipe.predict), seed=recipe.data.seed)
+
+
+def student_settings(recipe: Recipe, plan: StudentPlan | None = None) -> dict[str, Any]:
+    """What ``fit_student`` takes from a recipe for one planned student (default: the first student, distilled)."""
+    plan = plan or StudentPlan(f"{recipe.students[0].label}/distilled", recipe.students[0])
+    s = plan.student
+    return dict(arch=s.arch, size=s.size, alpha=s.alpha, temperature=s.temperature, max_views=s.max_views if plan.max_views is None else plan.max_views,
+                max_mb=s.max_mb or None, max_ms=s.max_ms or None, weight_bits=s.weight_bits, schedule=schedule_config(s), mix=mix_config(recipe.data),
+                augment=augment_config(recipe.predict), frontend=frontend_config(s),
+                feature_masks=s.feature_masks if plan.feature_masks is None else plan.feature_masks, seed=recipe.data.seed)
+
+
+def _fit(plan: StudentPlan, *, recipe: Recipe, data: Path, out: Path, soft: Path, pseudo_csv: Path, stage: _Stages, progress: bool) -> None:
+    run = out / "students" / plan.name
+
+    def work() -> None:
+        from distill.training.student_fit import fit_student
+
+        fit_student(data=data, out=run, soft_labels=soft if plan.teachers else None, pseudo=pseudo_csv if plan.pseudo else None,
+                    resume=(run / "config.json").exists(), progress=progress, recipe=recipe.source, **student_settings(recipe, plan))
+
+    stage(f"student {plan.name}", lambda: _done(run), work)
+
+
+def _exports(recipe: Recipe, out: Path, calibration: Path | None) -> dict[str, tuple[Path, Path | None, StudentRecipe]]:
+    """Export folder (relative to OUT) -> (student run, calibration folder, its recipe entry); ``export`` is the shipped graph."""
+    exports = {}
+    for i, student in enumerate(recipe.students):
+        run = out / "students" / student.label / "distilled"
+        if i == 0:
+            exports["export"] = (run, calibration, student)
+            if calibration is None:
+                continue  # the shipped graph is this student's uncalibrated export
+        exports[f"students/{student.label}/export"] = (run, None, student)
+    return exports
+
+
+def _tf14_complete(out: Path, exports: dict) -> bool:
+    path = out / "tf14_eval.json"
+    return path.exists() and all(f"{name}/testing" in read_json(path) for name in exports)
+
+
+def tf14_evaluate(*, out: Path, data: Path, run: Path, exports: list[str], recipe: Recipe) -> dict:
+    """Every exported graph scored on the validation and test splits by TensorFlow 1.4 itself (``tf14_eval.json``)."""
+    from distill.calibration.prior_shift import weighted_accuracy
+    from distill.calibration.student_calibration import expected_prior
+    from distill.compliance.tf14 import run_graph_batch
+    from distill.core.labels import NUM_CLASSES
+    from distill.core.metrics import classification_report
+    from distill.data.cache import open_dataset
+    from distill.data.examples import materialize
+    from distill.training.fit import evaluation_examples, load_run
+
+    config, _ = load_run(run)
+    dataset = open_dataset(data, progress=False)
+    prior = expected_prior(recipe.calibrate.expected_mix, np.ones(NUM_CLASSES))  # the ten words share the rest equally
+    results: dict[str, Any] = {}
+    for split in ("validation", "testing"):
+        examples = evaluation_examples(dataset, config, split)
+        audio = materialize(dataset, examples)[:, :, None]
+        for name in exports:
+            probs = run_graph_batch((out / name / "model.pb").read_bytes(), batch_feed="decoded_sample_data:0", batch=audio,
+                                    feeds={"decoded_sample_data:1": np.int32(16000)}, fetches=["labels_softmax:0"])["labels_softmax:0"].reshape(len(examples), -1)
+            report = classification_report(examples.labels, probs).to_dict()
+            report["expected_accuracy_at_test_mix"] = float(weighted_accuracy(np.log(probs + 1e-12), examples.labels, prior))
+            results[f"{name}/{split}"] = report
+            if name == "export" and split == "testing":
+                _shipped_pngs(out, examples.labels, probs.argmax(1), report)
+    write_json(out / "tf14_eval.json", results)
+    return results
+
+
+def _shipped_pngs(out: Path, labels: np.ndarray, predictions: np.ndarray, report: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from distill.core.labels import CLASSES
+    from distill.training.teacher_report import save_confusion_png
+
+    save_confusion_png(out / "confusion.png", labels, predictions, title=f"shipped graph in TF 1.4, test split ({100 * report['accuracy']:.2f}%)")
+    recall = report.get("per_class_recall", {})
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    values = [100 * (recall.get(c) or 0.0) for c in CLASSES]
+    ax.bar(range(len(CLASSES)), values, color="#4878a8")
+    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45, ha="right")
+    ax.set_ylabel("recall %")
+    ax.set_ylim(min(values + [80.0]) - 5, 100)
+    ax.set_title("per-class recall of the shipped graph, test split (TF 1.4)")
+    fig.tight_layout()
+    from distill.core.io import atomic_path
+
+    with atomic_path(out / "recall.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def write_report(*, out: Path, recipe: Recipe, data: Path, teacher_dirs: list[Path], plans: list[StudentPlan], exports: list[str],
+                 timings: dict[str, float], kaggle_labels: Path | None) -> dict[str, Any]:
+    """``report.json`` and ``report.md``: a row per teacher (per fold), the ensemble, every student run and exported graph."""
+    from distill.training.crossfit import fold_runs
+
+    rows: list[dict[str, Any]] = []
+    for d in teacher_dirs:
+        fp = _teacher_footprint(out, d)
+        for run in fold_runs(d) or [d]:  # a fold group: a row per fold, each trained without one fold of speakers
+            m = read_json(run / "metrics.json")
+            name = d.name if run == d else f"{d.name} {run.name}"
+            rows.append({"kind": "teacher", "model": f"teacher {name}/{m['size']}", "params": m["params"], "float32_bytes": fp["float32_bytes"],
+                         "macs": fp["macs"], "pi3_ms": fp["pi3_ms"], "validation": m["validation"]["accuracy"], "test": m["test"]["accuracy"]})
+    rep = read_json(out / "teacher_report" / "report.json")
+    ens = {r["split"]: r["accuracy"] for r in rep["rows"] if r["model"] == "ensemble"}
+    teachers = [r for r in rows if r["kind"] == "teacher"]
+    # every member runs on a clip, so sizes and MACs add up; latency does not (threads), so it stays blank
+    rows.append({"kind": "ensemble", "model": "teacher ensemble", **{k: sum(r[k] for r in teachers) for k in ("params", "float32_bytes", "macs")},
+                 "validation": ens.get("validation"), "test": ens.get("testing")})
+    for plan in plans:
+        run = out / "students" / plan.name
+        if not _done(run):
+            continue
+        m = read_json(run / "metrics.json")
+        fp = m.get("footprint", {})
+        kind = "ablation" if plan.ablation else ("distilled" if plan.teachers else "twin")
+        rows.append({"kind": kind, "model": f"student {plan.name}", "params": m["params"], "float32_bytes": fp.get("float32_bytes"),
+                     "macs": fp.get("macs"), "pi3_ms": fp.get("pi3_ms"), "validation": m["validation"]["accuracy"], "test": m["test"]["accuracy"]})
+    tf14_path = out / "tf14_eval.json"
+    tf14 = read_json(tf14_path) if tf14_path.exists() else {}
+    for name in exports:
+        if f"{name}/testing" not in tf14:
+            continue
+        manifest = read_json(out / name / "manifest.json")
+        fp = manifest["footprint"]
+        label = "exported graph, shipped (TF 1.4)" if name == "export" else f"exported {name.split('/')[1]} (TF 1.4)"
+        rows.append({"kind": "export", "model": label, "folder": name, "params": fp["params"], "graph_bytes": fp["graph_bytes"], "macs": fp["macs"],
+                     "pi3_ms": fp["pi3_ms"], "validation": tf14[f"{name}/validation"]["accuracy"], "test": tf14[f"{name}/testing"]["accuracy"],
+                     "test_at_expected_mix": tf14[f"{name}/testing"]["expected_accuracy_at_test_mix"],
+                     "checks_passed": (manifest.get("checks") or {}).get("passed")})
+    margins = {}
+    for student in recipe.students:
+        by_kind = {r["kind"]: r for r in rows if r["model"] in (f"student {student.label}/distilled", f"student {student.label}/twin")}
+        if {"distilled", "twin"} <= set(by_kind):
+            margins[student.label] = {split: by_kind["distilled"][split] - by_kind["twin"][split] for split in ("validation", "test")}
+    report: dict[str, Any] = {"recipe": recipe.name, "data": str(data), "rows": rows, "distilled_minus_twin": margins, "agreement": rep.get("agreement"),
+                              "timings_s": dict(timings)}
+    if (out / "submission.csv").exists() and kaggle_labels is not None:
+        from distill.submission.scoring import score_submission
+
+        report["submission_agreement_with_labels"] = score_submission(out / "submission.csv", kaggle_labels)
+    write_json(out / "report.json", report)
+    write_text(out / "report.md", format_report(report))
+    return report
+
+
+def _teacher_footprint(out: Path, run: Path) -> dict[str, Any]:
+    """A teacher's (or fold group's) bytes, MACs and Pi 3 estimate, measured once and kept in OUT/footprints.json.
+
+    Measuring freezes the model (seconds per teacher); a rerun of a finished recipe should not pay it again.
+    """
+    path = out / "footprints.json"
+    cache = read_json(path) if path.exists() else {}
+    key = str(run.relative_to(out))
+    if key not in cache:
+        from distill.compliance.footprint import run_footprint
+
+        fp = run_footprint(run)
+        cache[key] = {"float32_bytes": fp.float32_bytes, "macs": fp.macs, "pi3_ms": fp.pi3_ms}
+        write_json(path, cache)
+    return cache[key]
+
+
+def format_report(report: dict[str, Any]) -> str:
+    def pct(v):
+        return "" if v is None else f"{100 * v:.2f}"
+
+    lines = [f"# distill run ({report['recipe']})", "", f"Data: `{report['data']}`", "",
+             "| model | params | bytes | MACs | est. Pi 3 ms | validation % | test % | test % at expected mix |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in report["rows"]:
+        macs = f"{r['macs'] / 1e6:.1f} M" if r.get("macs") else ""
+        ms = f"{r['pi3_ms']:.1f}" if r.get("pi3_ms") is not None else ""
+        size = f"{r['graph_bytes']:,} (graph)" if r.get("graph_bytes") else f"{r['float32_bytes']:,} (float32)" if r.get("float32_bytes") else ""
+        lines.append(f"| {r['model']} | {r['params']:,} | {size} | {macs} | {ms} | {pct(r['validation'])} | {pct(r['test'])} | {pct(r.get('test_at_expected_mix'))} |")
+    for label, margin in report["distilled_minus_twin"].items():
+        lines += ["", f"Distilled minus twin ({label}): {100 * margin['validation']:+.2f} validation, {100 * margin['test']:+.2f} test (points)."]
+    if "submission_agreement_with_labels" in report:
+        lines += ["", f"Submission agreement with the given labels: {report['submission_agreement_with_labels']}"]
+    lines += ["", "Stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in report["timings_s"].items()), "",
+              "![confusion](confusion.png) ![recall](recall.png)", ""]
+    return "\n".join(lines)
+

@@ -1,0 +1,1 @@
+"""Shipped recipes (TOML), read by distill.pipeline.recipe."""

@@ -1,0 +1,143 @@
+"""``distill run``: every stage of the smoke recipe, skipped when complete, refused on another recipe, exact after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from distill.core.errors import DistillError
+from distill.pipeline.recipe import load_recipe
+from distill.pipeline.run import _done, plan_students, run_recipe
+
+# toy batches for the tiny tree; six student epochs leave a window to kill the student stage in
+OVERRIDES = ["teachers.batch_size=8", "students.0.batch_size=8", "students.0.epochs=6"]
+
+
+def _comparable(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k != "timings_s"}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tiny_tree, tiny_unlabeled, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "smoke"
+    start = time.perf_counter()
+    result = run_recipe(recipe=load_recipe("smoke", OVERRIDES), data=tiny_tree, out=out, kaggle_test=tiny_unlabeled, progress=False, log=lambda m: None)
+    return result, time.perf_counter() - start
+
+
+def test_report_has_every_teacher_the_ensemble_the_students_and_the_export(smoke_run):
+    result, _ = smoke_run
+    rows = result.report["rows"]
+    models = [r["model"] for r in rows]
+    for teacher in ("resnet/toy", "wavecnn/toy", "resnet-cf fold0/toy", "resnet-cf fold1/toy", "wavecnn-cf fold0/toy", "wavecnn-cf fold1/toy"):
+        assert f"teacher {teacher}" in models
+    assert "teacher ensemble" in models
+    assert {"student tcresnet-toy/distilled", "student tcresnet-toy/twin", "student tcresnet-toy/clean_views"} <= set(models)
+    shipped = next(r for r in rows if r["model"] == "exported graph, shipped (TF 1.4)")
+    assert shipped["checks_passed"] is True and shipped["graph_bytes"] > 0
+    margin = result.report["distilled_minus_twin"]["tcresnet-toy"]
+    by_model = {r["model"]: r for r in rows}
+    assert margin["test"] == pytest.approx(by_model["student tcresnet-toy/distilled"]["test"] - by_model["student tcresnet-toy/twin"]["test"])
+    for name in ("recipe.toml", "report.md", "report.json", "confusion.png", "recall.png", "timings.json", "submission.csv", "export/model.pb"):
+        assert (result.out / name).is_file(), name
+    assert load_recipe(result.out / "recipe.toml") == load_recipe("smoke", OVERRIDES)
+    config = json.loads((result.out / "students" / "tcresnet-toy" / "distilled" / "config.json").read_text())["config"]
+    assert config["recipe"] == {"name": "smoke", "overrides": OVERRIDES}
+
+
+def test_rerun_trains_nothing_and_takes_a_tenth_of_the_time(smoke_run, tiny_tree, tiny_unlabeled):
+    first, first_seconds = smoke_run
+    lines: list[str] = []
+    start = time.perf_counter()
+    again = run_recipe(recipe=load_recipe("smoke", OVERRIDES), data=tiny_tree, out=first.out, kaggle_test=tiny_unlabeled, progress=False, log=lines.append)
+    seconds = time.perf_counter() - start
+    stages = [line for line in lines if not line.startswith("report:")]
+    assert stages and all(line.endswith("complete, skipped") for line in stages), stages
+    assert seconds < first_seconds / 10, (seconds, first_seconds)
+    assert _comparable(again.report) == _comparable(first.report)
+
+
+def test_another_recipe_in_the_same_folder_is_refused_by_key(smoke_run, tiny_tree):
+    first, _ = smoke_run
+    with pytest.raises(DistillError, match=r"another recipe \(teachers\.epochs: 1 there, 2 asked; predict\.views: 2 there, 3 asked\)"):
+        run_recipe(recipe=load_recipe("smoke", OVERRIDES + ["teachers.epochs=2", "predict.views=3"]), data=tiny_tree, out=first.out, progress=False)
+
+
+def test_bad_recipe_or_override_exits_2_naming_the_key(tiny_tree, tmp_path, monkeypatch, capsys):
+    from distill.cli import main
+
+    for args, key in ((["smoke", "teachers.epochs=-1"], "teachers.epochs: must be >= 1"), (["smoke", "students.0.arch=nope"], "students.0.arch: unknown student"),
+                      (["smoke", "teachers.epoch=1"], "teachers.epoch: unknown key"), (["smoke", "predict.views=many"], "predict.views: expected an integer"),
+                      ([str(tmp_path / "missing.toml")], "missing.toml: no such recipe file")):
+        monkeypatch.setattr(sys, "argv", ["distill", "run", *args, "--data", str(tiny_tree), "--out", str(tmp_path / "out")])
+        with pytest.raises(SystemExit) as exit_:
+            main()
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and key in err and len(err.strip().splitlines()) == 1, err
+        assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_run_killed_in_the_student_stage_resumes_to_the_same_numbers(smoke_run, tiny_tree, tiny_unlabeled, tmp_path):
+    first, _ = smoke_run
+    out = tmp_path / "killed"
+    # the teachers' stages as the first run left them (the rerun test shows they are skipped); everything from the students on is redone
+    shutil.copytree(first.out, out, ignore=shutil.ignore_patterns("students", "calibration", "export", "tf14_eval.json", "submission.csv*", "report.*", "*.png"))
+    cmd = [sys.executable, "-m", "distill", "run", "smoke", *OVERRIDES, "--data", str(tiny_tree), "--out", str(out), "--kaggle-test", str(tiny_unlabeled), "--quiet"]
+    student = out / "students" / "tcresnet-toy" / "distilled"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while not (student / "checkpoints" / "last.npz").exists():  # the first epoch's checkpoint: mid-fit
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.time() < deadline, "the student stage never started"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert not (student / "metrics.json").exists(), "the kill came after the student finished"
+    resumed = subprocess.run(cmd, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert [(r["model"], r["validation"], r["test"]) for r in report["rows"]] == [(r["model"], r["validation"], r["test"]) for r in first.report["rows"]]
+    assert (out / "submission.csv").read_bytes() == (first.out / "submission.csv").read_bytes()
+    assert (student / "checkpoints" / "last.npz").read_bytes() == (first.out / "students" / "tcresnet-toy" / "distilled" / "checkpoints" / "last.npz").read_bytes()
+
+
+def test_plan_pairs_every_student_with_its_twin_then_the_first_students_ablations():
+    recipe = load_recipe("default", ["students.0.size=14"])
+    names = [p.name for p in plan_students(recipe, with_pseudo=True)]
+    assert names == ["tcresnet-14/distilled", "tcresnet-14/twin", "tcresnet-14/clean_views", "tcresnet-14/pseudo", "tcresnet-14/unmasked",
+                     "tcresnet-14/twin_unmasked"]
+    assert "tcresnet-14/pseudo" not in [p.name for p in plan_students(recipe, with_pseudo=False)]
+    # views labelled masked cannot teach an unmasked pair without predictions of their own
+    masked_views = load_recipe("default", ["predict.view_masks=true", "students.0.feature_masks=false"])
+    assert not [p for p in plan_students(masked_views, with_pseudo=False) if "masked" in p.name]
+    no_twin = load_recipe("default", ["students.0.twin=false", "ablations.clean_views=false", "ablations.flipped_masks=false"])
+    assert [p.name for p in plan_students(no_twin, with_pseudo=False)] == ["tcresnet-14-w2/distilled"]
+
+
+def test_a_fold_group_is_done_only_when_every_fold_is(tmp_path):
+    group = tmp_path / "resnet-cf"
+    for k in range(2):
+        (group / f"fold{k}").mkdir(parents=True)
+    (group / "fold0" / "metrics.json").write_text("{}")
+    assert not _done(group)
+    (group / "fold1" / "metrics.json").write_text("{}")
+    assert _done(group)
+
+
+def test_teacher_rows_carry_their_footprints(smoke_run):
+    result, _ = smoke_run
+    for row in result.report["rows"]:
+        if row["kind"] in ("teacher", "ensemble"):
+            assert row["float32_bytes"] > 0 and row["macs"] > 0, row
+        if row["kind"] == "teacher":
+            assert row["pi3_ms"] > 0, row
