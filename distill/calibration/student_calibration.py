@@ -19,7 +19,7 @@ import numpy as np
 from distill.calibration.prior_shift import PriorShiftCalibrator
 from distill.core.config import save_config
 from distill.core.errors import DistillError
-from distill.core.io import write_json
+from distill.core.io import check_output, write_json
 from distill.core.labels import CLASSES, NUM_CLASSES
 from distill.data.cache import open_dataset
 from distill.data.examples import make_examples, materialize
@@ -79,6 +79,7 @@ def calibrate_student(*, run: Path, unlabeled: Path, out: Path, tune_classes: tu
 
     if expected_mix and prior_strength <= 0:
         raise DistillError("--expected-mix centres the MAP-EM prior, which --prior-strength 0 switches off; give a strength > 0")
+    check_output(out, kind="folder", inputs=(run, unlabeled))  # before any work: a file there, a read-only folder, an input
     config, model = load_run(Path(run))
     dataset = open_dataset(Path(config.data), cache_dir=cache_dir or (Path(config.cache_dir) if config.cache_dir else None), progress=progress)
     predict = make_predictor(model)

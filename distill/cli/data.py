@@ -28,7 +28,7 @@ def synth_command(
     test_dir: Path = typer.Option(None, help="Folder for the test clips (default OUT_test next to OUT)."),
     answer_key: Path = typer.Option(None, help="CSV fname,label answer key for the test clips (default OUT_test_answers.csv, outside the clip folder)."),
     jobs: int = typer.Option(2, help="Worker processes (each chunk runs in a fresh process for determinism)."),
-    overwrite: bool = typer.Option(False, help="Replace an existing synthesized tree at OUT."),
+    overwrite: bool = typer.Option(False, help="Replace an existing tree at OUT, test folder and answer key (without it they are refused, untouched)."),
 ) -> None:
     """Synthesize a demo dataset with the eSpeak NG engine (SYNTHETIC: never use it for a competition model)."""
     from distill.data.synth import SynthConfig, synthesize_dataset

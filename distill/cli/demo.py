@@ -12,14 +12,14 @@ from distill.cli.root import app, echo_rich
 @app.command("demo")
 def demo_command(
     out: Path = typer.Option(Path("demo"), "--out", help="Folder for everything the demo makes (data, runs, summary)."),
-    speakers: int = typer.Option(60, help="Synthetic speakers in the demo tree."),
-    takes: int = typer.Option(2, help="Takes of each word per speaker."),
-    test_clips: int = typer.Option(400, help="Unlabeled test clips with a shifted class mix (scored against their answer key)."),
-    teacher_epochs: int = typer.Option(25, help="Epochs for each teacher."),
-    student_epochs: int = typer.Option(30, help="Epochs for the student and its no-teacher twin."),
+    speakers: int = typer.Option(60, min=1, help="Synthetic speakers in the demo tree."),
+    takes: int = typer.Option(2, min=1, help="Takes of each word per speaker."),
+    test_clips: int = typer.Option(400, min=0, help="Unlabeled test clips with a shifted class mix (scored against their answer key)."),
+    teacher_epochs: int = typer.Option(25, min=1, help="Epochs for each teacher."),
+    student_epochs: int = typer.Option(30, min=1, help="Epochs for the student and its no-teacher twin."),
     data_only: bool = typer.Option(False, "--data-only", help="Only synthesize and index the data."),
-    seed: int = typer.Option(0, help="Seed for every stage."),
-    jobs: int = typer.Option(2, help="Parallel worker processes."),
+    seed: int = typer.Option(0, min=0, help="Seed for every stage."),
+    jobs: int = typer.Option(2, min=1, help="Parallel worker processes."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Run the pipeline on synthesized speech (eSpeak NG; a demo, never a competition model) and print a summary."""

@@ -16,7 +16,7 @@ def export_command(
     calibration: Path = typer.Option(None, "--calibration", help="A `distill calibrate` folder: its logit offsets become a bias before labels_softmax."),
     quantize_weights: bool = typer.Option(False, "--quantize-weights", help="Store large weights as 8 bits, one range per output channel (a quarter of the bytes; TF 1.4 folds the dequantization at load)."),
     check_pi: bool = typer.Option(False, "--check-pi", help="Prove the rules: size, TF 1.4 op registry, TF 1.4 runtime, parity, Pi 3 latency; exit 1 if any fails."),
-    check_clips: int = typer.Option(16, "--check-clips", help="Real clips from the run's data used for the parity check."),
+    check_clips: int = typer.Option(16, "--check-clips", min=1, help="Real clips from the run's data used for the parity check."),
     tf14_wheel: Path = typer.Option(None, "--tf14-wheel", envvar="DISTILL_TF14_WHEEL", help="An existing tensorflow==1.4.0 wheel or extracted folder (default: fetched once into ~/.cache/distill/tf14)."),
 ) -> None:
     """Write model.pb (frozen, BN folded, TF 1.4 ops only), labels.txt and manifest.json from a student run."""

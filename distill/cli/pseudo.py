@@ -36,7 +36,7 @@ def select_command(
 def review_command(
     pseudo: Path = typer.Argument(..., help="A pseudo-label CSV written by `distill pseudo select`."),
     host: str = typer.Option("127.0.0.1", "--host", help="Loopback address to listen on (127.0.0.1, ::1 or localhost; others are refused)."),
-    port: int = typer.Option(8765, "--port", help="Port to listen on (0 picks a free one)."),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port to listen on (0 picks a free one)."),
     review: Path = typer.Option(None, "--review", help="Review CSV for the decisions (default: <stem>.review.csv beside PSEUDO)."),
     student: Path = typer.Option(None, "--student", help="A student run folder: show its guess for every clip too."),
     open_browser: bool = typer.Option(False, "--open", help="Open the page in the default browser."),

@@ -82,8 +82,6 @@ def fit_command(
              "data.unknown_percentage": unknown_percentage, "data.seed": seed, "predict.view_masks": view_masks}
     resolved, source = apply_options(recipe, given, FLAGS)
     s = resolved.students[0]
-    if mixup < 0:
-        raise DistillError(f"--mixup must be >= 0 (0 turns it off), got {mixup}")
     result = fit_student(
         arch=s.arch, data=data, out=out, soft_labels=soft_labels, size=s.size, alpha=s.alpha, temperature=s.temperature, max_views=s.max_views,
         online=online, pseudo=pseudo, max_mb=s.max_mb or None, max_ms=s.max_ms or None, weight_bits=s.weight_bits, feature_masks=s.feature_masks,

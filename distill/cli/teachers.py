@@ -49,7 +49,7 @@ def train_command(
     seed: int = options.recipe_option("data.seed", "--seed", "Seed for initialisation, example order and augmentation."),
     seeds: int = options.recipe_option("teachers.seeds", "--seeds", "Runs per architecture with different seeds: out/<arch>, out/<arch>-s1, ... (more ensemble members)."),
     folds: int = options.recipe_option("teachers.folds", "--folds", "Cross-fitting: K > 1 also trains each teacher K times, out/<arch>-cf/fold<k> without the k-th fold of training speakers, so `teachers predict` labels every training clip with a run that never fitted it (K x the training cost); 1 = off."),
-    jobs: int = typer.Option(1, "--jobs", help="Teachers trained at once (joblib processes; threads are split between them)."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Teachers trained at once (joblib processes; threads are split between them)."),
     backend: str = typer.Option("loky", "--backend", help="joblib backend: loky (local processes) or dask (a dask.distributed cluster, see --scheduler)."),
     scheduler: str = typer.Option(None, "--scheduler", help="dask.distributed scheduler address for --backend dask (default: start a LocalCluster)."),
     skip_bad: bool = options.SKIP_BAD,
@@ -60,7 +60,6 @@ def train_command(
 
     Every option left out takes the recipe's value (--recipe, default: the default recipe). With --folds K > 1 each
     teacher is trained on all training speakers (out/<arch>) and as a K-fold group (out/<arch>-cf), as `distill run` does."""
-    from distill.core.errors import DistillError
     from distill.pipeline.recipe import apply_options, mix_config, schedule_config
     from distill.training.teacher_fit import train_teachers
 
@@ -69,8 +68,6 @@ def train_command(
              "data.silence_percentage": silence_percentage, "data.unknown_percentage": unknown_percentage, "data.seed": seed}
     resolved, source = apply_options(recipe, given, TRAIN_FLAGS)
     t = resolved.teachers
-    if mixup < 0:
-        raise DistillError(f"--mixup must be >= 0 (0 turns it off), got {mixup}")
     results = []
     for k in (t.folds, 1) if t.folds > 1 else (1,):  # fold groups first: a K the data cannot fill is refused before any training
         results += train_teachers(

@@ -77,7 +77,9 @@ def load_config(cls: type[T], path: str | os.PathLike) -> T:
     path = Path(path)
     if not path.exists():
         raise DistillError(f"{path}: no config found (is this a folder written by distill?)")
-    payload = read_json(path)
+    payload = read_json(path, fix=f"restore it from a copy, or redo the command that wrote {path.parent} into a fresh folder")
+    if not isinstance(payload, dict) or not isinstance(payload.get("config"), dict):
+        raise DistillError(f"{path}: not a config written by distill (no kind and config); restore it, or redo the command that wrote {path.parent}")
     if payload.get("kind") != cls.__name__:
         raise DistillError(f"{path}: holds a {payload.get('kind')} config, expected {cls.__name__}")
     return from_dict(cls, payload["config"])

@@ -10,6 +10,13 @@ class DistillError(Exception):
     """An error the user can fix; its message says what and how."""
 
 
+class DamagedFileError(DistillError, ValueError):
+    """An artefact that is there but cannot be read: a truncated array or archive, a file that is not valid JSON.
+
+    Also a ``ValueError``, which is what such a file raised before, so code that treats an unreadable
+    file as absent (a cache to rebuild) keeps doing so."""
+
+
 class BadAudioError(DistillError):
     """A wav file that cannot be used as a 1 s, 16 kHz, 16-bit mono clip."""
 

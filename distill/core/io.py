@@ -3,10 +3,15 @@
 Every artefact is written to a temporary file in the same folder, flushed,
 fsynced and renamed over the target, so a reader sees either the old file or the
 complete new one; ``atomic_folder`` does the same for a whole folder (a decode
-cache, an extracted archive, a synthesized tree). ``exclusive_folder`` keeps two
-processes from writing one run folder at once (a resumed run beside a
-still-running one would interleave checkpoints). ``sha256_file`` hashes a file
+cache, an extracted archive, a synthesized tree). ``exclusive_lock`` keeps two
+processes from writing one output at once (a resumed run beside a still-running
+one would interleave checkpoints; two ``submit`` runs would share one ``.part``
+file); ``exclusive_folder`` is that lock for a run folder. ``sha256_file`` hashes a file
 in blocks.
+
+Reading back: ``read_json``, ``load_array`` and ``load_archive`` turn an artefact that is cut short or
+not what its name says into a DistillError naming the file and what to do, and ``check_output`` refuses,
+before any work, an output path that cannot be written or is one of the command's inputs.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
-from distill.core.errors import DistillError
+from distill.core.errors import DamagedFileError, DistillError
 
 LOCK_FILE = ".lock"
 
@@ -174,9 +179,101 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+# --------------------------------------------------------------------------- reading artefacts back
+
+REDO = "delete it and re-run the command that wrote it"
+
+
+def read_json(path: str | os.PathLike, *, fix: str = REDO) -> Any:
+    """The JSON document in ``path``; one that is not valid JSON (cut short, edited by hand) is a
+    DamagedFileError naming the file and ``fix``, what to do about it. A missing file raises as ``open`` does."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except ValueError as err:  # json.JSONDecodeError, UnicodeDecodeError
+        raise DamagedFileError(f"{path}: damaged, not valid JSON ({err}); {fix}") from None
+
+
+def load_array(path: str | os.PathLike, *, mmap_mode: str | None = None, fix: str = REDO):
+    """The array in the ``.npy`` file ``path`` (memory-mapped with ``mmap_mode``, e.g. "r").
+
+    A missing file, or one cut short or not written by NumPy, is a DistillError naming the file and
+    ``fix``, what to do about it; a memory map's size is checked against the file's here, not at first use.
+    """
+    import numpy as np
+
+    try:
+        array = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except FileNotFoundError:
+        raise DistillError(f"{path}: missing; {fix}") from None
+    except (ValueError, OSError, EOFError) as err:  # "mmap length is greater than file size", a bad header, no data
+        raise DamagedFileError(f"{path}: damaged or cut short ({err}); {fix}") from None
+    if not isinstance(array, np.ndarray):
+        array.close()
+        raise DamagedFileError(f"{path}: an .npz archive where one .npy array was expected; {fix}")
+    return array
+
+
+def load_archive(path: str | os.PathLike, *, fix: str = REDO) -> dict[str, Any]:
+    """Every array of the ``.npz`` archive ``path``, read in full, by name.
+
+    Reading it all at once makes any damage (a truncated zip, a bad member) show here, as a DistillError
+    naming the file and ``fix``, instead of half way through restoring a model. A missing file is one too.
+    """
+    import zipfile
+    import zlib
+
+    import numpy as np
+
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not hasattr(archive, "files"):
+            raise ValueError("one .npy array, not an .npz archive")
+        with archive:
+            return {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise DistillError(f"{path}: missing; {fix}") from None
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError) as err:
+        raise DamagedFileError(f"{path}: damaged or cut short ({type(err).__name__}: {err}); {fix}") from None
+
+
+# --------------------------------------------------------------------------- checking outputs before any work
+
+
+def check_output(path: str | os.PathLike, *, kind: str = "folder", inputs: Iterable[str | os.PathLike | None] = (), option: str = "--out") -> Path:
+    """Refuse an output the command could not, or must not, write, before it does any work; returns ``path``.
+
+    ``kind`` is "folder" (a folder the command fills, made if missing) or "file" (one file, written
+    atomically beside its final name). Refused with a DistillError naming ``path`` and ``option``: a
+    folder output where a file is, a file output where a folder is; a path under a file; a path whose
+    nearest existing folder cannot be written (a read-only file system, no write permission); and an
+    output that is one of ``inputs``, the files and folders the command reads (compared resolved), which
+    writing it would destroy.
+    """
+    if kind not in ("folder", "file"):
+        raise ValueError(f"kind must be 'folder' or 'file', got {kind!r}")
+    path = Path(path)
+    if kind == "folder" and (path.exists() or path.is_symlink()) and not path.is_dir():
+        raise DistillError(f"{path}: exists and is not a folder; {option} names the folder to write into, choose another")
+    if kind == "file" and path.is_dir():
+        raise DistillError(f"{path}: is a folder; {option} names the file to write, choose another")
+    target = path.resolve()
+    for source in inputs:
+        if source is not None and Path(source).resolve() == target:
+            raise DistillError(f"{path}: {option} is one of this command's inputs ({source}); writing it would destroy what is being read, "
+                               f"choose another {option}")
+    folder = (path if kind == "folder" else path.parent).absolute()
+    nearest = next(p for p in (folder, *folder.parents) if p.exists() or p.is_symlink())
+    if not nearest.is_dir():
+        raise DistillError(f"{path}: {nearest} is a file, not a folder, so nothing can be written under it; choose another {option}")
+    if not _writable(nearest):
+        raise DistillError(f"{path}: cannot write in {nearest} (a read-only file system, or no permission to write there); choose another {option}")
+    return path
+
+
+def _writable(folder: Path) -> bool:
+    # access(2) answers EROFS for a read-only file system even to root, for whom permission bits never refuse
+    return os.access(folder, os.W_OK | os.X_OK)
 
 
 def _json_default(value: Any) -> Any:
@@ -190,37 +287,73 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-@contextlib.contextmanager
-def exclusive_folder(folder: str | os.PathLike, *, doing: str) -> Iterator[Path]:
-    """Hold an advisory lock on ``folder`` (created if missing) while the block runs, or refuse at once.
+# --------------------------------------------------------------------------- exclusive writers
 
-    The lock is an ``flock`` on ``folder/.lock``, so the kernel drops it when its process dies: a
-    killed run never leaves a stale lock behind, and ``--resume`` can follow straight away.
-    ``doing`` completes the error, e.g. "trained". Where ``fcntl`` is missing (Windows) no lock is taken.
+LOCK_ADVICE = "wait for it to finish or stop it, then run this again (or choose another --out)"
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path: str | os.PathLike, *, what: str | os.PathLike, doing: str, advice: str = LOCK_ADVICE,
+                   remove: bool = False) -> Iterator[Path]:
+    """Hold an advisory lock on ``lock_path`` (created if missing) while the block runs, or refuse at once.
+
+    The one lock every writer of a shared output takes (a run folder, a submission CSV, a review
+    decisions file): an ``flock``, so the kernel drops it when its process dies and a killed writer
+    never leaves a stale lock behind. The holder writes ``pid N on HOST since TIME`` into the file; a
+    second writer gets a DistillError ``"<what> is being <doing> by <holder>; <advice>"`` without
+    waiting. With ``remove`` the holder deletes ``lock_path`` before releasing it (a waiter that opened
+    the deleted file notices and locks the new one), so no lock file outlives its writer.
+    Where ``fcntl`` is missing (Windows) no lock is taken.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
     except ImportError:  # pragma: no cover - POSIX everywhere this runs
-        yield folder
+        yield lock_path
         return
-    handle = open(folder / LOCK_FILE, "a+")
-    try:
+    while True:
+        handle = open(lock_path, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise DistillError(f"{folder} is being {doing} by {holder}; wait for it to finish or stop it, then run this again "
-                               "(or choose another --out)") from None
+            handle.close()
+            raise DistillError(f"{what} is being {doing} by {holder}; {advice}") from None
+        except BaseException:
+            handle.close()
+            raise
+        try:  # a holder that removed the file on release may have done so after we opened it
+            on_disk, held = os.stat(lock_path), os.fstat(handle.fileno())
+            if (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino):
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()
+    try:
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         handle.flush()
         try:
-            yield folder
+            yield lock_path
         finally:
+            if remove:
+                lock_path.unlink(missing_ok=True)  # still locked: nobody can take the old file meanwhile
             fcntl.flock(handle, fcntl.LOCK_UN)
     finally:
         handle.close()
+
+
+@contextlib.contextmanager
+def exclusive_folder(folder: str | os.PathLike, *, doing: str) -> Iterator[Path]:
+    """Hold :func:`exclusive_lock` on ``folder/.lock`` (``folder`` created if missing) while the block runs, or refuse at once.
+
+    A killed run never leaves a stale lock behind, so ``--resume`` can follow straight away.
+    ``doing`` completes the error, e.g. "trained": "<folder> is being trained by pid N on HOST since ...".
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(folder / LOCK_FILE, what=folder, doing=doing):
+        yield folder

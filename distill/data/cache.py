@@ -7,9 +7,11 @@ fraction of a second.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -18,7 +20,7 @@ import numpy as np
 
 from distill import __version__
 from distill.core.errors import BadAudioError, DistillError
-from distill.core.io import atomic_folder, write_json, write_text
+from distill.core.io import atomic_folder, load_archive, write_json, write_text
 from distill.core.labels import (
     CLIP_SAMPLES,
 )
@@ -63,6 +65,14 @@ def cache_fingerprint(kind: str, files: Iterable[FileStat], **settings: Any) -> 
         h.update(f"{key}={settings[key]!r}\n".encode())
     for f in files:
         h.update(f"{f.rel}\t{f.size}\t{f.mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def rows_digest(audio: np.ndarray, block: int = 1024) -> str:
+    """SHA-256 of decoded int16 rows (little-endian bytes, row after row), read ``block`` rows at a time."""
+    h = hashlib.sha256()
+    for start in range(0, len(audio), block):
+        h.update(np.ascontiguousarray(audio[start : start + block]).astype("<i2", copy=False).tobytes())
     return h.hexdigest()
 
 
@@ -174,6 +184,7 @@ def build_cache(
         try:
             kept, bad = _decode_into(paths, names, audio, skip_bad=skip_bad, progress=progress, description=description)
             audio.flush()
+            audio_sha256 = rows_digest(audio[: len(kept)])  # the kept rows are the first ones; read back while in the page cache
         finally:
             del audio  # unmap before resizing or renaming
         if not len(kept):
@@ -194,6 +205,7 @@ def build_cache(
             "fingerprint": fingerprint,
             "distill_version": __version__,
             "rows": int(len(kept)),
+            "audio_sha256": audio_sha256,
             "bad_files": [list(b) for b in bad],
             **extra,
         }
@@ -210,12 +222,17 @@ class DecodedAudio:
     ``bad_files`` (``(name, reason)`` pairs left out with ``skip_bad``), ``cache_dir`` and ``fingerprint``.
 
     ``DecodedDataset`` (a labeled tree) and ``DecodedUnlabeled`` (a folder of clips) add what rows mean.
+
+    ``fingerprint`` is the cache's key (file names, sizes and modification times: cheap to check, but
+    another for a copy of the same files); ``content_fingerprint`` is what artefacts record of their data.
     """
 
     def __init__(self, *, source: Path, cache: Cache):
         self._source = Path(source)
         self.cache_dir = cache.dir
         self.fingerprint: str = cache.meta["fingerprint"]
+        self._kind: str = cache.meta["kind"]
+        self._audio_sha256: str | None = cache.meta.get("audio_sha256")  # caches built before it existed: hashed on demand
         self.audio = cache.audio
         self.bad_files: tuple[tuple[str, str], ...] = tuple((p, r) for p, r in cache.meta["bad_files"])
 
@@ -228,6 +245,20 @@ class DecodedAudio:
     def waveforms(self, rows: Any) -> np.ndarray:
         """float32 ``(len(rows), 16000)`` in [-1, 1] for clip rows (an int gives ``(16000,)``)."""
         return int16_to_float32(self.audio[rows])
+
+    @functools.cached_property
+    def content_fingerprint(self) -> str:
+        """SHA-256 of what the data is, wherever it lies: the decoded samples of every row and what each row
+        means (``_content``: names relative to the folder, labels, splits, background noise), never a path or
+        a time. A copied or moved folder keeps it; a changed clip, name or split changes it."""
+        h = hashlib.sha256(f"distill-content {self._kind}\n".encode())
+        h.update(f"audio {self._audio_sha256 or rows_digest(self.audio)}\n".encode())
+        h.update(json.dumps(self._content(), sort_keys=True, separators=(",", ":")).encode())
+        return h.hexdigest()
+
+    def _content(self) -> dict[str, Any]:
+        """What the rows mean, JSON-ready, for ``content_fingerprint``."""
+        return {}
 
 
 class DecodedDataset(DecodedAudio):
@@ -252,6 +283,60 @@ class DecodedDataset(DecodedAudio):
         self.missing_list_entries: int = meta["missing_list_entries"]
         self.notes: tuple[str, ...] = tuple(meta["notes"])
         self.word_folders: tuple[str, ...] = tuple(meta["word_folders"])
+
+    def _content(self) -> dict[str, Any]:
+        noise = [hashlib.sha256(np.ascontiguousarray(a, dtype="<f4").tobytes()).hexdigest() for a in self.noise]
+        return {"index": self.index.to_json(), "noise": dict(zip(self.noise_names, noise))}
+
+
+def data_difference(recorded: str, recorded_content: str | None, dataset: DecodedDataset, *, cache_dir: Path | None = None) -> str | None:
+    """None when ``dataset`` holds the data an artefact recorded (``recorded`` path and ``recorded_content``,
+    its ``content_fingerprint``), else a sentence saying how it differs.
+
+    Content decides, so a copied or moved tree is the same data. An artefact made before content was recorded
+    (``recorded_content`` None) can only be matched by path. When the recorded tree is still readable, the
+    sentence names the clips that differ.
+    """
+    if recorded_content is None:
+        if Path(recorded).resolve() == Path(dataset.root).resolve():
+            return None
+        return f"made from {recorded}, not {dataset.root} (it predates content fingerprints, so only the path can tell)"
+    if recorded_content == dataset.content_fingerprint:
+        return None
+    head = f"made from other data than {dataset.root} holds (content {recorded_content[:12]} there, {dataset.content_fingerprint[:12]} here)"
+    if Path(recorded).resolve() == Path(dataset.root).resolve():
+        return f"{head}: {recorded} has changed since"
+    try:
+        if not Path(recorded).is_dir():
+            raise DistillError(f"{recorded} does not exist")
+        then = open_dataset(Path(recorded), cache_dir=cache_dir, progress=False)
+    except (DistillError, OSError) as err:
+        return f"{head}; the tree it was made from, {recorded}, cannot be read to compare clip by clip ({err})"
+    return f"{head}: {recorded} and {dataset.root} differ in {describe_difference(then, dataset)}"
+
+
+def describe_difference(a: DecodedDataset, b: DecodedDataset, *, limit: int = 3) -> str:
+    """The first few clips, splits or noise recordings in which two decoded trees differ, in words."""
+    rows_a = {name: i for i, name in enumerate(a.index.files)}
+    rows_b = {name: i for i, name in enumerate(b.index.files)}
+    found: list[str] = []
+    only_a = [n for n in a.index.files if n not in rows_b]
+    only_b = [n for n in b.index.files if n not in rows_a]
+    if only_a:
+        found.append(f"{len(only_a)} clip(s) only in the first (e.g. {only_a[0]})")
+    if only_b:
+        found.append(f"{len(only_b)} clip(s) only in the second (e.g. {only_b[0]})")
+    shared = [n for n in a.index.files if n in rows_b]
+    changed = [n for n in shared if not np.array_equal(a.audio[rows_a[n]], b.audio[rows_b[n]])]
+    if changed:
+        found.append(f"the audio of {len(changed)} clip(s): {', '.join(changed[:limit])}{', ...' if len(changed) > limit else ''}")
+    moved = [n for n in shared if a.index.splits[rows_a[n]] != b.index.splits[rows_b[n]]]
+    if moved:
+        found.append(f"the split of {len(moved)} clip(s) (e.g. {moved[0]}: {a.index.splits[rows_a[moved[0]]]} / {b.index.splits[rows_b[moved[0]]]})")
+    noise = a._content()["noise"], b._content()["noise"]
+    if noise[0] != noise[1]:
+        found.append(f"background noise ({', '.join(sorted(k for k in set(noise[0]) | set(noise[1]) if noise[0].get(k) != noise[1].get(k)))})")
+    return "; ".join(found) or "what the clips mean (speakers or words)"
 
 
 def open_dataset(
@@ -328,7 +413,22 @@ def open_dataset(
             description=f"decoding {len(tree.clips)} clips",
             finish=finish,
         )
-    return DecodedDataset(root=root, audio_root=tree.audio_root, cache=cache, noise=_load_noise(cache))
+    dataset = DecodedDataset(root=root, audio_root=tree.audio_root, cache=cache, noise=_load_noise(cache))
+    report_skipped(dataset, root)
+    return dataset
+
+
+_REPORTED: set[Path] = set()
+
+
+def report_skipped(audio: DecodedAudio, source: Path) -> None:
+    """Say on stderr how many bad files ``--skip-bad`` left out of ``source`` and where they are listed,
+    once per process and cache: a command that skips data says so every time it runs, not only when it decodes."""
+    if not audio.bad_files or audio.cache_dir in _REPORTED:
+        return
+    _REPORTED.add(audio.cache_dir)
+    print(f"warning: {len(audio.bad_files)} bad file(s) of {source} skipped (--skip-bad), e.g. {audio.bad_files[0][0]}; "
+          f"all are listed in {Path(audio.cache_dir) / _BAD_FILE}", file=sys.stderr)
 
 
 def _read_noise(tree: Tree, *, skip_bad: bool) -> tuple[list[str], list[np.ndarray], list[tuple[str, str]]]:
@@ -358,5 +458,5 @@ def _load_noise(cache: Cache) -> tuple[np.ndarray, ...]:
     count = len(cache.meta["noise_names"])
     if not count:
         return ()
-    with np.load(cache.dir / _NOISE_FILE, allow_pickle=False) as npz:
-        return tuple(int16_to_float32(npz[f"noise_{i}"]) for i in range(count))
+    npz = load_archive(cache.dir / _NOISE_FILE, fix=f"delete the cache folder {cache.dir}; the next command rebuilds it")
+    return tuple(int16_to_float32(npz[f"noise_{i}"]) for i in range(count))

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from distill.core.errors import DistillError
-from distill.core.io import atomic_path
+from distill.core.io import atomic_path, load_archive
 from distill.core.labels import (
     CLASSES,
     CLIP_SAMPLES,
@@ -96,12 +96,12 @@ class ExampleSet:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ExampleSet":
+        if not Path(path).exists():
+            raise DistillError(f"{path}: no example set there (written by ExampleSet.save)")
+        npz = load_archive(path)  # cut short or not an archive: a DistillError naming the file
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                return cls(rows=npz["rows"], labels=npz["labels"], seeds=npz["seeds"], split=str(npz["split"]))
-        except FileNotFoundError as err:
-            raise DistillError(f"{path}: no example set there (written by ExampleSet.save)") from err
-        except (KeyError, ValueError, OSError) as err:
+            return cls(rows=npz["rows"], labels=npz["labels"], seeds=npz["seeds"], split=str(npz["split"]))
+        except (KeyError, ValueError) as err:
             raise DistillError(f"{path}: not an example set written by distill ({err})") from err
 
 

@@ -60,7 +60,7 @@ from scipy.signal import butter, resample_poly, sosfilt
 
 from distill.core.config import save_config
 from distill.core.errors import DistillError
-from distill.core.io import atomic_folder, read_json, write_bytes, write_json, write_text
+from distill.core.io import atomic_folder, check_output, read_json, write_bytes, write_json, write_text
 from distill.core.labels import (
     BACKGROUND_NOISE_DIR,
     CLASSES,
@@ -132,7 +132,7 @@ _SILENCE_KINDS: tuple[str, ...] = ("digital", "white_noise", "pink_noise", "brow
 _SILENCE_WEIGHTS = (0.12, 0.18, 0.2, 0.2, 0.15, 0.15)
 
 _TEST_CLIPS_PER_SPEAKER = 10
-_MARKER = ".distill_synth_test"  # marks a test folder this module wrote, so re-runs may replace it
+TEST_MARKER = ".distill_synth_test"  # marks a test folder this module wrote (replaced only with overwrite, like the tree)
 _WORD_RE = re.compile(r"[a-z][a-z0-9]*")
 
 
@@ -616,7 +616,10 @@ def _is_synth_output(path: Path) -> bool:
 def _check_replaceable(path: Path, what: str, ours: bool, overwrite: bool) -> None:
     if path.exists() and not path.is_dir():
         raise DistillError(f"{path}: {what} must be a folder, but a file is there")
-    if path.is_dir() and any(path.iterdir()) and not ours and not overwrite:
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        if ours:
+            raise DistillError(f"{path}: {what} already holds the output of an earlier synth run; "
+                               "pass --overwrite (overwrite=True) to replace it, or choose another path")
         raise DistillError(
             f"{path}: {what} is a non-empty folder that synth did not write; "
             "choose another path or pass overwrite=True (--overwrite) to replace it"
@@ -641,8 +644,8 @@ def synthesize_dataset(
 
     The whole tree is built in a hidden temporary folder beside ``out`` and renamed
     into place at the end, so an interrupted run leaves ``out`` as it was. A
-    previous synth output at ``out`` (or at the test folder) is replaced; any other
-    non-empty folder is refused unless ``overwrite``. With ``config.test_clips`` > 0
+    non-empty ``out`` or test folder, or an existing answer key (an earlier synth
+    run's included), is refused before anything is written unless ``overwrite``. With ``config.test_clips`` > 0
     the test clips go to ``test_dir`` (default ``<out>_test``) and the ``fname,label``
     key to ``answer_key`` (default ``<out>_test_answers.csv``), never inside the clip
     folder, so a model under test cannot read it by accident.
@@ -657,6 +660,11 @@ def synthesize_dataset(
     else:  # nothing to write there; an old test folder is left alone
         test_dir = answer_key = None
 
+    # before any work: a file where a folder goes (or the reverse), a path under a file, a read-only folder
+    check_output(out)
+    if test_dir is not None and answer_key is not None:
+        check_output(test_dir, option="--test-dir")
+        check_output(answer_key, kind="file", option="--answer-key")
     _check_replaceable(out, "the output folder", _is_synth_output(out), overwrite)
     if test_dir is not None and answer_key is not None:
         if _inside(test_dir, out) or _inside(out, test_dir):
@@ -665,11 +673,14 @@ def synthesize_dataset(
             raise DistillError(
                 f"the answer key {answer_key} must be outside the test folder {test_dir} and the output folder {out}"
             )
-        _check_replaceable(test_dir, "the test folder", (test_dir / _MARKER).exists(), overwrite)
+        _check_replaceable(test_dir, "the test folder", (test_dir / TEST_MARKER).exists(), overwrite)
         if answer_key.is_dir():
             raise DistillError(f"{answer_key}: the answer key path is a folder; give a .csv file path")
-        if answer_key.exists() and not overwrite and not _looks_like_answer_key(answer_key):
-            raise DistillError(f"{answer_key}: exists and is not a synth answer key; pass overwrite=True to replace it")
+        if answer_key.exists() and not overwrite:
+            if _looks_like_answer_key(answer_key):
+                raise DistillError(f"{answer_key}: the answer key of an earlier synth run is there; "
+                                   "pass --overwrite (overwrite=True) to replace it, or choose another --answer-key")
+            raise DistillError(f"{answer_key}: exists and is not a synth answer key; pass --overwrite (overwrite=True) to replace it")
 
     # Each folder is built beside its target and renamed into place (atomic_folder): the test
     # folder first, then its answer key, then the tree, so an interrupted run leaves the old ones.
@@ -695,7 +706,7 @@ def synthesize_dataset(
             write_json(tmp_out / "synth_manifest.json", _manifest(config, plan, out, test_dir, answer_key))
             save_config(config, tmp_out / "synth_config.json")
             if tmp_test is not None:
-                write_text(tmp_test / _MARKER, "written by distill.data.synth; this folder is replaced by the next run\n")
+                write_text(tmp_test / TEST_MARKER, "written by distill.data.synth; a run with --overwrite replaces this folder\n")
         if answer_key is not None:
             write_text(answer_key, "fname,label\n" + "".join(f"{n},{l}\n" for n, l in sorted(plan.answers.items())))
 

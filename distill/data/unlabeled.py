@@ -13,7 +13,7 @@ from distill.core.errors import BadAudioError, DistillError
 from distill.core.labels import (
     CLIP_SAMPLES,
 )
-from distill.data.cache import Cache, DecodedAudio, build_cache, cache_fingerprint, default_cache_dir, open_cache
+from distill.data.cache import Cache, DecodedAudio, build_cache, cache_fingerprint, default_cache_dir, open_cache, report_skipped
 from distill.data.index import FileStat, is_wav, scan_wavs
 from distill.data.wav import read_many, to_clip
 
@@ -113,6 +113,9 @@ class DecodedUnlabeled(DecodedAudio):
         self.folder = Path(folder)
         self.names: tuple[str, ...] = tuple(cache.meta["names"])
 
+    def _content(self) -> dict[str, Any]:
+        return {"names": list(self.names)}
+
 
 def open_unlabeled(folder: Path, *, cache_dir: Path | None = None, skip_bad: bool = False, progress: bool = True) -> DecodedUnlabeled:
     """Open an unlabeled folder (the Kaggle test set) through a decoded cache, like ``open_dataset``.
@@ -142,4 +145,6 @@ def open_unlabeled(folder: Path, *, cache_dir: Path | None = None, skip_bad: boo
             description=f"decoding {len(files)} unlabeled clips",
             finish=finish,
         )
-    return DecodedUnlabeled(folder=folder, cache=cache)
+    unlabeled = DecodedUnlabeled(folder=folder, cache=cache)
+    report_skipped(unlabeled, folder)
+    return unlabeled

@@ -67,6 +67,19 @@ def decode_wav(path: str | os.PathLike) -> np.ndarray:
     return to_clip(read_wav(path))
 
 
+def encode_wav(samples: np.ndarray) -> bytes:
+    """int16 samples as the plainest 16 kHz, 16-bit, mono PCM RIFF/WAVE file: a 16-byte 'fmt ' chunk, then 'data'.
+
+    ``read_wav`` reads it back exactly, and so does any wav decoder, TensorFlow's DecodeWav included (which
+    wants 'fmt ' right after the RIFF header and no WAVE_FORMAT_EXTENSIBLE, where ``read_wav`` takes any
+    chunk order and either format tag).
+    """
+    pcm = np.asarray(samples, dtype="<i2").reshape(-1).tobytes()
+    fmt = struct.pack("<HHIIHH", 1, 1, SAMPLE_RATE, 2 * SAMPLE_RATE, 2, 16)
+    chunks = b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(pcm)) + pcm
+    return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks
+
+
 def to_clip(samples: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     """int16 samples of any length as a float32 ``(16000,)`` clip: converted, zero-padded at the end or cropped.
 

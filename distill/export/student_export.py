@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from distill.core.errors import DistillError
-from distill.core.io import read_json, write_bytes, write_json, write_text
+from distill.core.io import check_output, read_json, write_bytes, write_json, write_text
 from distill.core.labels import CLASSES
 
 FOLDABLE = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
@@ -246,7 +246,9 @@ def load_offsets(calibration: Path) -> np.ndarray:
     path = path / "calibration.json" if path.is_dir() else path
     if not path.exists():
         raise DistillError(f"{path}: no calibration found (run `distill calibrate` first)")
-    summary = read_json(path)
+    summary = read_json(path, fix="re-run `distill calibrate` to write it again")
+    if not isinstance(summary, dict) or "offsets" not in summary:
+        raise DistillError(f"{path}: not a calibration written by `distill calibrate` (no offsets); re-run `distill calibrate`")
     if summary.get("classes") != list(CLASSES):
         raise DistillError(f"{path}: calibrated for classes {summary.get('classes')}, not {list(CLASSES)}")
     return np.asarray(summary["offsets"], dtype=np.float32)
@@ -261,6 +263,7 @@ def export_student(*, run: Path, out: Path, calibration: Path | None = None, qua
     from distill.export.graph_compat import assert_tf14_compatible
     from distill.training.fit import load_run
 
+    check_output(out, kind="folder", inputs=(run, calibration))  # before any work: a file there, a read-only folder, an input
     config, model = load_run(Path(run))
     if config.family != "student":
         raise DistillError(f"{run} is a {config.family} run; export ships students (teachers have no size or op limits)")

@@ -21,7 +21,7 @@ from pathlib import Path
 from distill.core.io import write_json, write_text
 from distill.core.tables import aligned_table, plain_text
 from distill.data.stats import DatasetStats, dataset_stats
-from distill.data.synth import SynthConfig, synthesize_dataset
+from distill.data.synth import TEST_MARKER, SynthConfig, synthesize_dataset
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,9 @@ class DemoResult:
 
 
 def run_demo(*, out: Path, config: DemoConfig = DemoConfig(), progress: bool = True, log=print) -> DemoResult:
-    from distill.core.io import read_json
+    from distill.core.io import check_output, read_json
 
-    out = Path(out)
+    out = check_output(out)  # before any work: a file there, a path under a file, a read-only folder
     result = DemoResult(out=out)
 
     def stage(name: str, fn):
@@ -169,9 +169,10 @@ def _labels_and_predictions(score: dict):
 def _synth(out: Path, config: DemoConfig, progress: bool):
     synth_config = SynthConfig(speakers=config.speakers, takes=config.takes, test_clips=config.test_clips, seed=config.seed,
                                min_speakers_per_split=min(config.min_speakers_per_split, config.speakers // 3))
-    marker = out / "data" / "synth_config.json"
+    # the demo replaces only what an earlier demo synthesized here (a run killed mid-synth may have left the test folder alone)
+    ours = (out / "data" / "synth_config.json").exists() or (out / "kaggle_test" / TEST_MARKER).exists()
     result = synthesize_dataset(out=out / "data", config=synth_config, jobs=config.jobs, test_dir=out / "kaggle_test",
-                                answer_key=out / "kaggle_test_answers.csv", overwrite=marker.exists(), progress=progress)
+                                answer_key=out / "kaggle_test_answers.csv", overwrite=ours, progress=progress)
     return result, {"clips": result.clips, "speakers": result.speakers, "test_clips": config.test_clips}
 
 

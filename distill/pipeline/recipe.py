@@ -40,6 +40,7 @@ class DataRecipe:
     def check(self, at: str) -> None:
         _at_least(self.silence_percentage, 0, f"{at}.silence_percentage")
         _at_least(self.unknown_percentage, 0, f"{at}.unknown_percentage")
+        _at_least(self.seed, 0, f"{at}.seed")
 
 
 @dataclass(frozen=True)

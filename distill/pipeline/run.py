@@ -31,7 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from distill.core.errors import DistillError
-from distill.core.io import exclusive_folder, read_json, write_json, write_text
+from distill.core.io import check_output, exclusive_folder, read_json, write_json, write_text
 from distill.pipeline.recipe import Recipe, StudentRecipe, augment_config, frontend_config, mix_config, recipe_diff, recipe_from_dict, schedule_config, to_toml
 
 RECIPE_FILE = "recipe.toml"
@@ -139,8 +139,7 @@ def run_recipe(*, recipe: Recipe, data: Path, out: Path, kaggle_test: Path | Non
         raise DistillError(f"{kaggle_labels}: no such labels CSV (--kaggle-labels)")
     if jobs < 1:
         raise DistillError(f"--jobs must be at least 1, got {jobs}")
-    if out.exists() and not out.is_dir():
-        raise DistillError(f"{out}: exists and is not a folder; choose another --out")
+    check_output(out, inputs=(data, kaggle_test, kaggle_labels))  # a file there, a path under a file, a read-only folder, an input
     refuse_other_recipe(out, recipe)
     with exclusive_folder(out, doing="run"):
         write_text(out / RECIPE_FILE, to_toml(recipe))

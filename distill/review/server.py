@@ -12,7 +12,10 @@ Routes (all answers to bad requests are JSON ``{"error": "..."}`` and change not
 A decision is saved before the answer goes out: the review CSV
 (``fname,decision,label,timestamp``, one row per clip, the last decision wins) is
 rewritten atomically, so a crash or Ctrl-C never loses or half-writes it, and a
-restarted server shows every decision made so far.
+restarted server shows every decision made so far. One server at a time owns a
+review CSV: the app holds ``distill.core.io.exclusive_lock`` on ``<review>.lock``
+from before it reads the decisions until it is closed, so a second server on the
+same file is refused at start instead of overwriting the first one's decisions.
 
 The server only binds loopback addresses, and refuses requests whose ``Host``
 header is not a loopback name (DNS rebinding) and cross-origin or non-JSON
@@ -22,6 +25,7 @@ POSTs (another web page in the same browser cannot record decisions).
 from __future__ import annotations
 
 import collections
+import contextlib
 import http.server
 import ipaddress
 import json
@@ -35,6 +39,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from distill.core.errors import BadAudioError, DistillError
+from distill.core.io import exclusive_lock
 from distill.core.labels import CLASS_INDEX, CLASSES, CLIP_SAMPLES, NUM_CLASSES
 from distill.training.pseudo import (
     DECISIONS,
@@ -175,12 +180,29 @@ def _student_guesses(run_dir: Path, rows: PseudoRows) -> list[dict | None]:
 
 
 class ReviewApp:
-    """State and request handling of one review session (independent of sockets: ``handle`` is testable alone)."""
+    """State and request handling of one review session (independent of sockets: ``handle`` is testable alone).
+
+    It owns its review CSV until :meth:`close` (``ReviewServer.close`` calls it): another app on the
+    same file is refused with a DistillError naming the file and the holder's pid.
+    """
 
     def __init__(self, *, pseudo: Path, review: Path | None = None, student: Path | None = None):
         self.pseudo = Path(pseudo)
         self.rows = read_pseudo_csv(self.pseudo)
         self.review_path = Path(review) if review is not None else default_review_path(self.pseudo)
+        self._lock = threading.Lock()  # guards decisions and closed
+        self.closed = False
+        self._owner = contextlib.ExitStack()
+        self._owner.enter_context(exclusive_lock(
+            self.review_path.with_name(self.review_path.name + ".lock"), what=self.review_path, doing="reviewed",
+            remove=True, advice="stop that `distill pseudo review` first (Ctrl-C), or pass another --review"))
+        try:
+            self._load(student)
+        except BaseException:
+            self._owner.close()
+            raise
+
+    def _load(self, student: Path | None) -> None:
         self.decisions: dict[str, ReviewDecision] = read_review(self.review_path) if self.review_path.exists() else {}
         self.index = {name: i for i, name in enumerate(self.rows.names)}
         self.teacher_names, self.teacher_top1, self.teacher_note = _teacher_top1(self.rows)
@@ -188,13 +210,18 @@ class ReviewApp:
         self.student = _student_guesses(Path(student), self.rows) if student is not None else None
         self.order = sorted(range(len(self.rows)), key=lambda i: (float(self.rows.confidence[i]), self.rows.names[i]))
         self.static = {p.name: p for p in STATIC_DIR.iterdir() if p.is_file() and p.suffix in STATIC_TYPES} if STATIC_DIR.is_dir() else {}
-        self._lock = threading.Lock()
         self._png_lock = threading.Lock()
         self._png: collections.OrderedDict[str, bytes] = collections.OrderedDict()
         self.allowed_hosts: set[str] = set()  # "host:port" values of the Host header; set by ReviewServer
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def close(self) -> None:
+        """Give the review CSV up (its lock); decisions posted afterwards are refused. Idempotent."""
+        with self._lock:
+            self._owner.close()
+            self.closed = True
 
     # ------------------------------------------------------------ data
 
@@ -295,6 +322,8 @@ class ReviewApp:
         stored = label if decision == RELABEL else CLASSES[int(self.rows.labels[self.index[name]])]
         record = ReviewDecision(decision, stored, now_timestamp())
         with self._lock:
+            if self.closed:
+                raise _RequestError(503, f"this review session has ended; {self.review_path} is no longer its to write")
             updated = dict(self.decisions)
             updated[name] = record
             try:
@@ -359,6 +388,8 @@ class ReviewApp:
                     payload = json.loads(body.decode("utf-8"))
                 except (UnicodeDecodeError, ValueError) as err:
                     raise _RequestError(400, f"malformed JSON: {err}") from None
+                except RecursionError:  # e.g. [[[[...: the body limit allows thousands of levels
+                    raise _RequestError(400, "malformed JSON: nested too deeply (a decision is one flat object)") from None
                 return self.decide(payload)
             raise _RequestError(405, f"method {method} not allowed")
         except _RequestError as err:
@@ -424,18 +455,25 @@ def _handler_class(app: ReviewApp, *, verbose: bool):
                 return _error(413, f"request body of {n} bytes; at most {MAX_BODY}")
             return self.rfile.read(n)
 
+        def _handle(self, method: str, body: bytes = b"") -> Response:
+            try:
+                return app.handle(method, self.path, self.headers, body)
+            except Exception as err:  # an answer, never a dropped connection
+                self.log_error("internal error on %s %s: %r", method, self.path, err)
+                return _error(500, f"internal error: {type(err).__name__}")
+
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            self._respond(app.handle("GET", self.path, self.headers))
+            self._respond(self._handle("GET"))
 
         def do_HEAD(self) -> None:  # noqa: N802
-            self._respond(app.handle("GET", self.path, self.headers), head=True)
+            self._respond(self._handle("GET"), head=True)
 
         def do_POST(self) -> None:  # noqa: N802
             body = self._body()
             if isinstance(body, Response):
                 self._respond(body)
                 return
-            self._respond(app.handle("POST", self.path, self.headers, body))
+            self._respond(self._handle("POST", body))
 
         def _not_allowed(self) -> None:
             self._respond(_error(405, f"method {self.command} not allowed"))
@@ -450,10 +488,12 @@ def _handler_class(app: ReviewApp, *, verbose: bool):
 
 
 class ReviewServer:
-    """``app`` served on ``host:port`` (port 0: a free port); ``start()`` runs it in a daemon thread."""
+    """``app`` served on ``host:port`` (port 0: a free port); ``start()`` runs it in a daemon thread; ``close()`` closes ``app`` too."""
 
     def __init__(self, app: ReviewApp, *, host: str = "127.0.0.1", port: int = 0, verbose: bool = False):
         address, family = check_loopback(host)
+        if not 0 <= port <= 65535:
+            raise DistillError(f"--port {port}: a port is 0-65535 (0 picks a free one)")
 
         class _Server(http.server.ThreadingHTTPServer):
             address_family = family
@@ -486,6 +526,7 @@ class ReviewServer:
             self._thread.join()
             self._thread = None
         self.httpd.server_close()
+        self.app.close()
 
     def __enter__(self) -> "ReviewServer":
         return self
@@ -506,7 +547,11 @@ def serve_review(
     """Serve the review page for ``pseudo`` until Ctrl-C; decisions go to ``review`` (default ``<stem>.review.csv``)."""
     check_loopback(host)  # before any slow loading
     app = make_app(pseudo=pseudo, review=review, student=student)
-    server = ReviewServer(app, host=host, port=port)
+    try:
+        server = ReviewServer(app, host=host, port=port)
+    except BaseException:
+        app.close()
+        raise
     print(f"reviewing {len(app)} pseudo-labelled clips ({app.decided()} decided) at {server.url}", flush=True)
     print(f"decisions are saved to {app.review_path} as you make them; Ctrl-C stops the server", flush=True)
     if app.teacher_note:

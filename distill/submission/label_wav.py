@@ -1,4 +1,4 @@
-"""``distill label-wav``: label wav files like the TensorFlow tutorial's ``label_wav.py`` (raw wav bytes into ``wav_data:0``)."""
+"""``distill label-wav``: label wav files like the TensorFlow tutorial's ``label_wav.py`` (a wav file's bytes into ``wav_data:0``)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from distill.submission.predictor import GraphPredictor
 __all__ = ["LabelWavResult", "label_wav"]
 
 
-_LABEL_WAV_HINT = "label-wav needs a plain 16 kHz 16-bit mono PCM RIFF/WAVE file, like the Kaggle clips"
+_LABEL_WAV_HINT = "label-wav needs a 16 kHz 16-bit mono PCM RIFF/WAVE file, like the Kaggle clips"
 
 
 def _tf_error_line(message: str) -> str:
@@ -41,15 +41,17 @@ class LabelWavResult:
 
 def label_wav(*, model: str | os.PathLike | GraphPredictor, wavs: Sequence[str | os.PathLike],
               top_k: int = 3) -> list[LabelWavResult]:
-    """Label wav files like the tutorial's ``label_wav.py``: each file's raw bytes go to ``wav_data:0``.
+    """Label wav files like the tutorial's ``label_wav.py``: each file goes to ``wav_data:0`` as wav bytes.
 
-    Each file is first checked with :func:`distill.data.wav.read_wav` (16 kHz,
-    16-bit, mono PCM), which raises BadAudioError with the reason. Returns
-    one :class:`LabelWavResult` per file, in order.
+    Each file is read by :func:`distill.data.wav.read_wav` (16 kHz, 16-bit, mono PCM), the parser
+    ``distill data`` and ``distill submit`` use, which raises BadAudioError with the reason; its samples
+    reach the graph's DecodeWav as a plain RIFF/WAVE (:func:`distill.data.wav.encode_wav`), so any wav
+    those commands accept is labelled, whatever its chunk order or format tag. Returns one
+    :class:`LabelWavResult` per file, in order.
     """
     import tensorflow as tf
 
-    from distill.data.wav import read_wav
+    from distill.data.wav import encode_wav, read_wav
 
     if not 1 <= top_k <= NUM_CLASSES:
         raise DistillError(f"top_k must be in 1..{NUM_CLASSES}, got {top_k}")
@@ -60,11 +62,13 @@ def label_wav(*, model: str | os.PathLike | GraphPredictor, wavs: Sequence[str |
     for wav in wavs:
         path = Path(wav)
         try:
-            read_wav(path)  # the same checks (and reasons) as the data layer, before TensorFlow sees the bytes
+            samples = read_wav(path)  # the one wav parser: the same files, checks and reasons as the data layer
         except BadAudioError as err:
             raise BadAudioError(path, err.reason, hint=_LABEL_WAV_HINT) from err
         try:
-            p = predictor.predict_wav_bytes(path.read_bytes())
+            # DecodeWav wants 'fmt ' first and a plain PCM tag, and would refuse a LIST chunk before 'fmt ' or an
+            # extensible header that read_wav accepts: it gets the same samples in its own layout
+            p = predictor.predict_wav_bytes(encode_wav(samples))
         except tf.errors.InvalidArgumentError as err:
             raise BadAudioError(path, f"the graph's DecodeWav rejected it: {_tf_error_line(err.message)}",
                                 hint=_LABEL_WAV_HINT) from err

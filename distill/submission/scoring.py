@@ -16,7 +16,7 @@ import numpy as np
 from distill.core.errors import DistillError
 from distill.core.labels import CLASS_INDEX, CLASSES
 
-__all__ = ["HEADER", "LABEL_ALIASES", "parse_submission", "read_submission", "score_submission", "validate_submission"]
+__all__ = ["HEADER", "LABEL_ALIASES", "parse_submission", "read_answer_key", "read_submission", "score_submission", "validate_submission"]
 
 HEADER = "fname,label"
 # the TensorFlow tutorial's conv_labels.txt spells the first two classes this way
@@ -122,6 +122,18 @@ def validate_submission(path: str | os.PathLike, *, test_dir: str | os.PathLike 
         _check_coverage(path, rows, names, source)
 
 
+def read_answer_key(path: str | os.PathLike, *, names: Sequence[str] | None = None, source: str = "the clip list") -> list[tuple[str, str]]:
+    """The ``(fname, label)`` rows of an answer key, checked as a submission is; with ``names``, exactly one
+    row per clip of ``source``. A missing or malformed key is a DistillError naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise DistillError(f"{path}: no such answer key (--answer-key); give the fname,label CSV of the clips' true labels")
+    rows = parse_submission(path, _read_text(path, "answer key"))
+    if names is not None:
+        _check_coverage(path, rows, names, source)
+    return rows
+
+
 def score_submission(path: str | os.PathLike, answer_key: str | os.PathLike) -> dict[str, Any]:
     """Accuracy, per-class recall, confusion and count of a submission against a ``fname,label`` answer key.
 
@@ -131,7 +143,7 @@ def score_submission(path: str | os.PathLike, answer_key: str | os.PathLike) -> 
     from distill.core.metrics import classification_report
 
     path, answer_key = Path(path), Path(answer_key)
-    key = dict(parse_submission(answer_key, _read_text(answer_key, "answer key")))
+    key = dict(read_answer_key(answer_key))
     rows = parse_submission(path, _read_text(path, "submission"))
     _check_coverage(path, rows, list(key), f"the answer key {answer_key}")
     labels = np.array([CLASS_INDEX[key[fname]] for fname, _ in rows], dtype=np.int64)

@@ -4,7 +4,8 @@ It streams a test folder (``distill.data.unlabeled.iter_unlabeled``, every clip
 with its audio or the reason it is bad), appends one row per clip to
 ``<out>.part`` as it goes (flushed every batch, fsynced every few seconds),
 resumes after the last complete row of a matching partial file, and writes the
-final ``fname,label`` CSV atomically, sorted, then validates it.
+final ``fname,label`` CSV atomically, sorted, then validates it. A second
+writer of the same CSV is refused while the first runs (``<out>.lock``).
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from distill.core.errors import DistillError
-from distill.core.io import atomic_path, sha256_file
+from distill.core.io import atomic_path, check_output, exclusive_lock, sha256_file
 from distill.core.labels import CLASS_INDEX, CLASSES, CLIP_SAMPLES, NUM_CLASSES
 from distill.core.progress import track
 from distill.data.unlabeled import iter_unlabeled, list_unlabeled
-from distill.submission.predictor import DEFAULT_CHUNK, DEFAULT_METHOD, GraphPredictor, resolve_model
-from distill.submission.scoring import HEADER, parse_submission, validate_submission
+from distill.submission.predictor import DEFAULT_CHUNK, DEFAULT_METHOD, LABELS_FILE, GraphPredictor, resolve_model
+from distill.submission.scoring import HEADER, parse_submission, read_answer_key, score_submission, validate_submission
 
 __all__ = ["SubmissionResult", "write_submission"]
 
@@ -47,7 +48,8 @@ class SubmissionResult:
     included); ``stream_seconds``: reading, predicting and writing the rows
     (``stream_cpu_seconds``: the process's CPU time meanwhile, all threads);
     ``clips_per_second`` = predicted_rows / stream_seconds; ``predict_seconds``:
-    the part of it spent in the graph.
+    the part of it spent in the graph. ``score``: with an ``answer_key``, the
+    submission scored against it (:func:`distill.submission.scoring.score_submission`).
     """
 
     out: Path
@@ -66,6 +68,7 @@ class SubmissionResult:
     method: str
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    score: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"out": str(self.out), "clips": self.clips, "counts": self.counts, "bad": [list(b) for b in self.bad],
@@ -74,19 +77,23 @@ class SubmissionResult:
                 "predicted_rows": self.predicted_rows, "seconds": self.seconds,
                 "stream_seconds": self.stream_seconds, "stream_cpu_seconds": self.stream_cpu_seconds, "predict_seconds": self.predict_seconds,
                 "clips_per_second": self.clips_per_second, "method": self.method, "notes": list(self.notes),
-                "timings": dict(self.timings)}
+                "timings": dict(self.timings), "score": self.score}
 
 
 
 def write_submission(*, model: str | os.PathLike, test_dir: str | os.PathLike, out: str | os.PathLike,
                      batch_size: int = 256, resume: bool = True, progress: bool = True, skip_bad: bool = False,
                      probs: bool = False, method: str = DEFAULT_METHOD, chunk: int = DEFAULT_CHUNK,
-                     workers: int | None = None, predictor: GraphPredictor | None = None) -> SubmissionResult:
+                     workers: int | None = None, predictor: GraphPredictor | None = None,
+                     answer_key: str | os.PathLike | None = None) -> SubmissionResult:
     """Predict every clip of ``test_dir`` with the frozen ``model`` and write the Kaggle CSV ``out``.
 
     Streams the folder in batches of ``batch_size`` (never holding all clips),
     appending rows to ``<out>.part`` (flushed every batch, fsynced every few
-    seconds). With ``resume`` a partial file from an interrupted run for the
+    seconds). One process writes ``out`` at a time: a second is refused at once
+    (a DistillError naming ``out`` and the holder's pid; the lock is an ``flock``
+    on ``<out>.lock``, dropped by the kernel if the holder dies, the file removed
+    when it finishes). With ``resume`` a partial file from an interrupted run for the
     same model and clip list is continued after its last complete row;
     anything else starts over. The final ``fname,label`` CSV (sorted by fname,
     one row per clip) is written atomically and validated against the clip
@@ -98,27 +105,40 @@ def write_submission(*, model: str | os.PathLike, test_dir: str | os.PathLike, o
     also saves ``<out>.probs.npz`` (``names``, float16 ``probs`` (N, 12) in
     CSV row order, ``classes``). ``method``, ``chunk``, ``workers``: see
     :class:`GraphPredictor`; ``predictor`` reuses a loaded one instead.
+    ``answer_key``: a ``fname,label`` CSV of the clips' true labels, read and
+    checked against the clip list before any clip is predicted, and scored into
+    the result's ``score``. ``out`` is checked before any work too: a folder, a
+    path under a file or in a read-only folder, or one of the inputs (the model,
+    its labels.txt, the answer key) is refused.
     """
     t0 = time.perf_counter()
     out, test_dir = Path(out), Path(test_dir)
     if batch_size < 1:
         raise DistillError(f"batch_size must be >= 1, got {batch_size}")
-    if out.is_dir():
-        raise DistillError(f"{out}: is a folder; --out must be the CSV file to write")
     if not test_dir.is_dir():
         raise DistillError(f"{test_dir}: test folder {'is not a folder' if test_dir.exists() else 'does not exist'}")
+    source = resolve_model(model)
+    check_output(out, kind="file", inputs=(source, source.with_name(LABELS_FILE), test_dir, answer_key))
     names = list_unlabeled(test_dir)
-    own = predictor is None
-    if own:
-        predictor = GraphPredictor(model, method=method, chunk=chunk, workers=workers)
-    model_path = predictor.path if own else resolve_model(model)
-    try:
-        return _write_submission(predictor=predictor, model_path=model_path, test_dir=test_dir, out=out, names=names,
-                                 batch_size=batch_size, resume=resume, progress=progress, skip_bad=skip_bad,
-                                 probs=probs, t0=t0)
-    finally:
+    if answer_key is not None:  # a missing or wrong key stops here, not after every clip is predicted
+        read_answer_key(answer_key, names=names, source=str(test_dir))
+    # one writer per CSV: held from before the .part file is opened until after the final rename
+    with exclusive_lock(_sidecar(out, ".lock"), what=out, doing="written", remove=True,
+                        advice="wait for that `distill submit` to finish or stop it, then run this again (or choose another --out)"):
+        own = predictor is None
         if own:
-            predictor.close()
+            predictor = GraphPredictor(model, method=method, chunk=chunk, workers=workers)
+        model_path = predictor.path if own else resolve_model(model)
+        try:
+            result = _write_submission(predictor=predictor, model_path=model_path, test_dir=test_dir, out=out, names=names,
+                                       batch_size=batch_size, resume=resume, progress=progress, skip_bad=skip_bad,
+                                       probs=probs, t0=t0)
+        finally:
+            if own:
+                predictor.close()
+    if answer_key is not None:
+        result.score = score_submission(result.out, answer_key)
+    return result
 
 
 def _write_submission(*, predictor: GraphPredictor, model_path: Path, test_dir: Path, out: Path, names: list[str],

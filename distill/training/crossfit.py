@@ -109,6 +109,7 @@ class FoldGroup:
 
     data: str
     predictors: list[Callable[[np.ndarray], np.ndarray]]
+    data_content: str | None = None  # the content fingerprint of the tree the folds were trained on (None: not recorded)
 
     @property
     def folds(self) -> int:

@@ -12,7 +12,9 @@ A run folder holds everything needed to reproduce or continue the run::
 Every epoch's example order, unknown subsample and augmentation are pure
 functions of (seed, epoch), so ``resume=True`` continues an interrupted run
 exactly: it restores weights, optimizer slots and the step, and skips the
-batches of the current epoch that were already used.
+batches of the current epoch that were already used. A Ctrl-C waits for the
+step or epoch end in progress (``interrupt_deferred``), so the checkpoint it
+leaves never holds an update its step counter has not counted.
 """
 
 from __future__ import annotations
@@ -20,22 +22,24 @@ from __future__ import annotations
 import math
 import os
 import queue
+import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
 from distill.core.config import RecipeSource, load_config, save_config, to_dict
-from distill.core.errors import DistillError
-from distill.core.io import atomic_path, write_json
+from distill.core.errors import DamagedFileError, DistillError
+from distill.core.io import atomic_path, load_archive, write_json
 from distill.core.labels import CLASSES, NUM_CLASSES
 from distill.core.metrics import classification_report
 from distill.core.registry import STUDENTS, TEACHERS
 from distill.data.augment import AugmentConfig, augment_waveforms
-from distill.data.cache import DecodedDataset, open_dataset
+from distill.data.cache import DecodedDataset, data_difference, open_dataset
 from distill.data.examples import ExampleSet, MixConfig, make_examples, materialize
 from distill.layers.frontend import FrontendConfig
 from distill.training.crossfit import HoldoutConfig, without_fold
@@ -65,8 +69,17 @@ class ScheduleConfig:
     keep: str = "best"
 
     def __post_init__(self) -> None:
+        # every fit (teachers, students, library callers) passes here before its run folder is made
         if self.keep not in KEEP_CHOICES:
             raise DistillError(f"keep must be one of {KEEP_CHOICES}, got {self.keep!r}")
+        for name, low in (("epochs", 1), ("batch_size", 1), ("warmup_epochs", 0), ("weight_decay", 0), ("checkpoint_every_steps", 0), ("mixup_alpha", 0)):
+            if not getattr(self, name) >= low:
+                raise DistillError(f"schedule {name} must be >= {low}, got {getattr(self, name)}")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise DistillError(f"schedule learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("label_smoothing", "final_lr_ratio"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise DistillError(f"schedule {name} must be between 0 and 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,9 @@ class RunConfig:
     feature_masks: bool | None = None  # SpecAugment while training; None: the family's default (teachers on, students off)
     holdout: HoldoutConfig | None = None  # cross-fitting: leave one fold of training speakers out
     recipe: RecipeSource | None = None  # the recipe and overrides the settings came from (None: set by hand)
+    # the content fingerprint of the tree trained on (DecodedDataset.content_fingerprint), set by fit: what a
+    # resume or a later stage compares, so a copied or moved tree is the same data; ``data`` keeps the path
+    data_content: str | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -237,6 +253,31 @@ def build_model(config: RunConfig):
 # ---------------------------------------------------------------- checkpoints
 
 
+@contextmanager
+def interrupt_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back while the block runs and deliver it when the block has finished.
+
+    A training step is one unit: the weights and optimizer slots (updated together by the compiled step),
+    the step counter, the epoch's losses and the checkpoint. A KeyboardInterrupt between two of them, say
+    after the step and before the count, would save a counter one behind the weights, and the resumed run
+    would apply that batch twice. A SIGINT that arrives inside the block is recorded, and at its end
+    re-raised to the handler that was in place (Python's own raises KeyboardInterrupt there). If the block
+    raises, a held Ctrl-C is dropped: the error ends the fit anyway. Signals are handled only on the main
+    thread, and a handler installed outside Python cannot be restored, so there the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        signal.raise_signal(signal.SIGINT)
+
+
 def _save_checkpoint(path: Path, model, optimizer, state: dict) -> None:
     # model.variables, not get_weights(): it also holds the SpecAugment seed-generator state, which an
     # exact resume needs
@@ -253,19 +294,28 @@ def load_checkpoint(path: Path, model, optimizer=None) -> dict:
     """Restore weights (and optimizer slots) in place; returns the saved training state."""
     import json
 
-    with np.load(path) as npz:
-        model_keys = sorted(k for k in npz.files if k.startswith("model_"))
-        weights = [npz[k] for k in model_keys]
-        variables = model.variables
-        if len(weights) != len(variables) or any(tuple(a.shape) != tuple(v.shape) for a, v in zip(weights, variables)):
-            raise DistillError(f"{path}: checkpoint does not fit this architecture/size (was config.json edited?)")
-        for variable, value in zip(variables, weights):
-            variable.assign(value)
-        if optimizer is not None:
-            optim_keys = sorted(k for k in npz.files if k.startswith("optim_"))
-            for var, key in zip(optimizer.variables, optim_keys):
-                var.assign(npz[key])
-        return json.loads(npz["state"].tobytes().decode())
+    npz = load_archive(path, fix=_checkpoint_fix(path))
+    if "state" not in npz:
+        raise DamagedFileError(f"{path}: not a distill checkpoint (no training state); {_checkpoint_fix(path)}")
+    model_keys = sorted(k for k in npz if k.startswith("model_"))
+    weights = [npz[k] for k in model_keys]
+    variables = model.variables
+    if len(weights) != len(variables) or any(tuple(a.shape) != tuple(v.shape) for a, v in zip(weights, variables)):
+        raise DistillError(f"{path}: checkpoint does not fit this architecture/size (was config.json edited?)")
+    for variable, value in zip(variables, weights):
+        variable.assign(value)
+    if optimizer is not None:
+        optim_keys = sorted(k for k in npz if k.startswith("optim_"))
+        for var, key in zip(optimizer.variables, optim_keys):
+            var.assign(npz[key])
+    return json.loads(npz["state"].tobytes().decode())
+
+
+def _checkpoint_fix(path: Path) -> str:
+    """What to do about a damaged checkpoint (load_checkpoint's error says it)."""
+    if Path(path).name == LAST.name:
+        return "delete it and run the same training command with --resume (the run starts again from its first step), or retrain into a fresh --out"
+    return "retrain the run into a fresh --out (the weights of its best epoch are not kept anywhere else)"
 
 
 # ---------------------------------------------------------------- prediction
@@ -345,9 +395,10 @@ def _fit_in_held_folder(*, config: RunConfig, run_dir: Path, resume: bool, sourc
     from distill.training.loss import distillation_loss
 
     configure_threads(threads)
-    _claim_run_dir(run_dir, config, resume)
-    keras.utils.set_random_seed(config.seed)
     dataset = dataset or open_run_dataset(config, progress=progress)
+    config = replace(config, data_content=dataset.content_fingerprint)
+    _claim_run_dir(run_dir, config, resume, dataset)
+    keras.utils.set_random_seed(config.seed)
     source = source or AugmentedSource(dataset, config)
     schedule = config.schedule
     alpha = 1.0 if config.distill is None else config.distill.alpha
@@ -358,9 +409,13 @@ def _fit_in_held_folder(*, config: RunConfig, run_dir: Path, resume: bool, sourc
     optimizer.build(model.trainable_variables)
     steps_per_epoch = source.steps_per_epoch
     total_steps = schedule.epochs * steps_per_epoch
-    state = {"step": 0, "best_accuracy": -1.0, "best_epoch": -1, "history": []}
+    state = {"step": 0, "best_accuracy": -1.0, "best_epoch": -1, "history": [], "epoch_losses": []}
     if resume and (run_dir / LAST).exists():
         state = load_checkpoint(run_dir / LAST, model, optimizer)
+        # the step is the number of updates the weights hold, which the optimizer counts with them: checkpoints
+        # written before steps were atomic can hold a counter one behind (a Ctrl-C between step and count)
+        if int(optimizer.iterations.numpy()) == state["step"] + 1:
+            state["step"] += 1
     resumed_from = state["step"]
 
     def loss_on(logits, y, soft):
@@ -386,9 +441,10 @@ def _fit_in_held_folder(*, config: RunConfig, run_dir: Path, resume: bool, sourc
     from distill.core.progress import track
 
     try:
-        for epoch in range(state["step"] // steps_per_epoch, schedule.epochs):
+        # an epoch is done once validated: a run stopped during validation resumes by validating that epoch
+        for epoch in range(len(state["history"]), schedule.epochs):
             start = state["step"] - epoch * steps_per_epoch
-            losses = []
+            losses = state.setdefault("epoch_losses", [])  # this epoch's losses, kept in the checkpoint across a resume
             batches = prefetch(source.batches(epoch, start))
             for batch in track(batches, total=steps_per_epoch - start, description=f"{config.arch} epoch {epoch + 1}/{schedule.epochs}", disable=not progress):
                 lr = learning_rate_at(state["step"], total_steps=total_steps, steps_per_epoch=steps_per_epoch, schedule=schedule)
@@ -398,28 +454,33 @@ def _fit_in_held_folder(*, config: RunConfig, run_dir: Path, resume: bool, sourc
                 if schedule.mixup_alpha > 0:
                     partner, weight = mixup_pairs(seed=config.seed, step=state["step"], batch=len(batch.labels), alpha=schedule.mixup_alpha)
                     x = weight * x + (1.0 - weight) * x[partner]
-                loss = float(train_step(x, batch.labels, soft, partner, tf.constant(weight, tf.float32)))
-                if not np.isfinite(loss):
-                    raise DistillError(f"training diverged at step {state['step']} (loss {loss}); lower --lr")
-                losses.append(loss)
-                state["step"] += 1
-                if state["step"] % 20 == 0:
-                    with writer.as_default():
-                        tf.summary.scalar("train/loss", loss, step=state["step"])
-                        tf.summary.scalar("train/learning_rate", lr, step=state["step"])
-                if schedule.checkpoint_every_steps and state["step"] % schedule.checkpoint_every_steps == 0:
-                    _save_checkpoint(run_dir / LAST, model, optimizer, state)
+                with interrupt_deferred():  # the update, its count and its checkpoint happen together or not at all
+                    loss = float(train_step(x, batch.labels, soft, partner, tf.constant(weight, tf.float32)))
+                    if not np.isfinite(loss):
+                        raise DistillError(f"training diverged at step {state['step']} (loss {loss}); lower --lr")
+                    losses.append(loss)
+                    state["step"] += 1
+                    if state["step"] % 20 == 0:
+                        with writer.as_default():
+                            tf.summary.scalar("train/loss", loss, step=state["step"])
+                            tf.summary.scalar("train/learning_rate", lr, step=state["step"])
+                    if schedule.checkpoint_every_steps and state["step"] % schedule.checkpoint_every_steps == 0:
+                        _save_checkpoint(run_dir / LAST, model, optimizer, state)
             val = evaluate(predict, dataset, validation)
-            state["history"].append({"epoch": epoch + 1, "step": state["step"], "loss": float(np.mean(losses)) if losses else None, "val_accuracy": val["accuracy"]})
-            with writer.as_default():
-                tf.summary.scalar("validation/accuracy", val["accuracy"], step=state["step"])
-            if val["accuracy"] > state["best_accuracy"]:
-                state["best_accuracy"], state["best_epoch"] = val["accuracy"], epoch + 1
-                _save_checkpoint(run_dir / BEST, model, None, {"epoch": epoch + 1, "val_accuracy": val["accuracy"]})
-            _save_checkpoint(run_dir / LAST, model, optimizer, state)
-            write_json(run_dir / "history.json", state["history"])
+            with interrupt_deferred():  # the epoch's record, best checkpoint and last checkpoint: all or none
+                state["history"].append({"epoch": epoch + 1, "step": state["step"], "loss": float(np.mean(losses)) if losses else None, "val_accuracy": val["accuracy"]})
+                state["epoch_losses"] = []
+                with writer.as_default():
+                    tf.summary.scalar("validation/accuracy", val["accuracy"], step=state["step"])
+                if val["accuracy"] > state["best_accuracy"]:
+                    state["best_accuracy"], state["best_epoch"] = val["accuracy"], epoch + 1
+                    _save_checkpoint(run_dir / BEST, model, None, {"epoch": epoch + 1, "val_accuracy": val["accuracy"]})
+                _save_checkpoint(run_dir / LAST, model, optimizer, state)
+                write_json(run_dir / "history.json", state["history"])
     except KeyboardInterrupt:
-        _save_checkpoint(run_dir / LAST, model, optimizer, state)
+        # the state is consistent here (every step and epoch end is one unit); a second Ctrl-C must not cut this save
+        with interrupt_deferred():
+            _save_checkpoint(run_dir / LAST, model, optimizer, state)
         raise
     finally:
         writer.close()
@@ -441,16 +502,22 @@ def _fit_in_held_folder(*, config: RunConfig, run_dir: Path, resume: bool, sourc
     return FitResult(run_dir=run_dir, metrics=metrics, seconds=time.time() - started, resumed_from_step=resumed_from)
 
 
-def _claim_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
+def _claim_run_dir(run_dir: Path, config: RunConfig, resume: bool, dataset: DecodedDataset) -> None:
     config_path = run_dir / CONFIG_FILE
     if config_path.exists():
         if not resume:
             raise DistillError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
         saved = load_config(RunConfig, config_path)
-        if saved != config:
-            old, new = to_dict(saved), to_dict(config)
-            changed = sorted(k for k in new if old.get(k) != new.get(k))
-            raise DistillError(f"{run_dir}: --resume with a different config (changed: {', '.join(changed)}); use the saved options or a new --out")
+        old, new = to_dict(saved), to_dict(config)
+        # the data is compared by content, so a run resumes on a copy of its tree; runs saved before content
+        # was recorded can only be compared by path
+        for key in ("data", "data_content") if saved.data_content is not None else ("data_content",):
+            old.pop(key), new.pop(key)
+        changed = sorted([k for k in new if old.get(k) != new.get(k)] + (["data"] if saved.data_content not in (None, config.data_content) else []))
+        if changed:
+            detail = data_difference(saved.data, saved.data_content, dataset, cache_dir=Path(config.cache_dir) if config.cache_dir else None) if "data" in changed else None
+            raise DistillError(f"{run_dir}: --resume with a different config (changed: {', '.join(changed)}){'; the run was ' + detail if detail else ''}; "
+                               "use the saved options or a new --out")
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, config_path)

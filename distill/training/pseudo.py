@@ -33,7 +33,7 @@ import numpy as np
 
 from distill import __version__
 from distill.core.errors import DistillError
-from distill.core.io import read_json, write_json, write_text
+from distill.core.io import check_output, read_json, write_json, write_text
 from distill.core.labels import CLASS_INDEX, CLASSES, CLIP_SAMPLES, NUM_CLASSES
 
 __all__ = [
@@ -161,6 +161,7 @@ def select_pseudo_labels(
     config_path = selection_config_path(out)
     if out.suffix.lower() != ".csv":
         raise DistillError(f"{out}: the pseudo-label file must end in .csv (its settings go to {config_path.name})")
+    check_output(out, kind="file", inputs=(soft_labels,))  # before any work: a folder there, a read-only folder, an input
     if not (soft_labels / "config.json").exists():
         raise DistillError(f"{soft_labels}: not a soft-label folder (no config.json); write one with `distill teachers predict --unlabeled FOLDER`")
     if not (soft_labels / UNLABELED / "names.txt").exists():

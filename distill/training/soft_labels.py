@@ -35,11 +35,11 @@ import numpy as np
 
 from distill.core.config import load_config, save_config, to_dict
 from distill.core.errors import DistillError
-from distill.core.io import atomic_path, write_text
+from distill.core.io import atomic_path, check_output, load_array, write_text
 from distill.core.metrics import softmax
 from distill.core.progress import track
 from distill.data.augment import AugmentConfig, augment_waveforms
-from distill.data.cache import open_dataset
+from distill.data.cache import data_difference, open_dataset
 from distill.data.examples import ExampleSet, MixConfig, make_examples, materialize
 from distill.data.unlabeled import open_unlabeled
 from distill.training.crossfit import FoldGroup, example_folds, fold_runs
@@ -58,6 +58,14 @@ class PredictConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
     chunk: int = 2048
+    # content fingerprints of ``data`` and ``unlabeled`` (``content_fingerprint`` of the decoded folder): what a
+    # later run compares, so copied or moved folders are the same data; the paths are kept for information
+    data_content: str | None = None
+    unlabeled_content: str | None = None
+
+
+# a folder's path, and the field with its content fingerprint
+_CONTENT = {"data": "data_content", "unlabeled": "unlabeled_content"}
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,8 @@ def _predict_chunks(*, predict: Callable[[np.ndarray, np.ndarray], np.ndarray], 
             audio = clean if view == 0 else augment_waveforms(clean, seeds=seeds[positions], view=view, noise=noise, config=augment)
             out[view] = predict(audio, positions)
         _save_npy(part, out)
-    merged = np.concatenate([np.load(parts_dir / f"{s:09d}.npy") for s in starts], axis=1) if starts else np.zeros((views, 0, 12), np.float16)
+    redo = "delete it and re-run `distill teachers predict` with the same options (that chunk is predicted again)"
+    merged = np.concatenate([load_array(parts_dir / f"{s:09d}.npy", fix=redo) for s in starts], axis=1) if starts else np.zeros((views, 0, 12), np.float16)
     _save_npy(final, merged)
     for s in starts:
         (parts_dir / f"{s:09d}.npy").unlink()
@@ -121,11 +130,12 @@ def adopt_soft_labels(*, reuse: Path, out: Path, config: PredictConfig) -> None:
     if not (reuse / "config.json").exists():
         raise DistillError(f"--reuse {reuse}: no soft labels there (no config.json); give a folder written by `distill teachers predict`")
     saved = load_config(PredictConfig, reuse / "config.json")
-    differing = [name for name in _differing(saved, config) if name not in ("teachers", "splits", "unlabeled")]
+    other = _other_options(saved, config)
+    differing = [name for name in other if name not in ("teachers", "splits", "unlabeled")]
     if differing:
         raise DistillError(f"--reuse {reuse}: made with other {', '.join(differing)}; its soft labels cannot stand in for this run's")
     shared = [t for t in config.teachers if t in saved.teachers]
-    parts = [s for s in config.splits if s in saved.splits] + ([UNLABELED] if config.unlabeled and config.unlabeled == saved.unlabeled else [])
+    parts = [s for s in config.splits if s in saved.splits] + ([UNLABELED] if config.unlabeled and saved.unlabeled and "unlabeled" not in other else [])
     for part in parts:
         for name in ["examples.npz" if part != UNLABELED else "names.txt"] + [f"logits_{teacher_name(Path(t))}.npy" for t in shared]:
             if (reuse / part / name).exists() and not (out / part / name).exists():
@@ -137,14 +147,19 @@ def name_seeds(names: list[str], seed: int) -> np.ndarray:
     return np.array([(zlib.crc32(n.encode()) << 16) ^ seed for n in names], dtype=np.int64)
 
 
-def predict_config(*, teacher_runs: list[Path], data: Path, unlabeled: Path | None = None, **options) -> PredictConfig:
+def predict_config(*, teacher_runs: list[Path], data: Path, unlabeled: Path | None = None, cache_dir: Path | None = None, **options) -> PredictConfig:
     """The configuration ``predict_soft_labels`` records for these options (paths resolved, as saved).
 
     ``options`` are PredictConfig's other fields (views, splits, mix, augment, seed, chunk); its own
-    defaults stand for any left out, so they are written down once.
+    defaults stand for any left out, so they are written down once. The content fingerprints of ``data``
+    and ``unlabeled``, when not given, are read from their decoded caches (in ``cache_dir``; built if missing).
     """
     if "splits" in options:
         options["splits"] = tuple(options["splits"])
+    if "data_content" not in options:
+        options["data_content"] = open_dataset(Path(data), cache_dir=cache_dir, progress=False).content_fingerprint
+    if "unlabeled_content" not in options:
+        options["unlabeled_content"] = open_unlabeled(Path(unlabeled), cache_dir=cache_dir, progress=False).content_fingerprint if unlabeled else None
     return PredictConfig(teachers=tuple(str(Path(r).resolve()) for r in teacher_runs), data=str(Path(data).resolve()),
                          unlabeled=str(Path(unlabeled).resolve()) if unlabeled else None, **options)
 
@@ -159,6 +174,16 @@ def _differing(saved, wanted, prefix: str = "") -> list[str]:
     return names
 
 
+def _other_options(saved: PredictConfig, wanted: PredictConfig) -> list[str]:
+    """``_differing`` with the data folders compared by content, so a copied or moved folder is the same data;
+    by path when either config predates content fingerprints. A content difference is named by its path field."""
+    names = _differing(saved, wanted)
+    for path, content in _CONTENT.items():
+        by_content = getattr(saved, content) is not None and getattr(wanted, content) is not None
+        names = [path if name == content else name for name in names if name != (path if by_content else content)]
+    return list(dict.fromkeys(names))
+
+
 def refuse_other_predictions(out: Path, config: PredictConfig) -> None:
     """Raise if ``out`` holds soft labels made with options other than ``config``, naming them.
 
@@ -167,7 +192,7 @@ def refuse_other_predictions(out: Path, config: PredictConfig) -> None:
     """
     if not (Path(out) / "config.json").exists():
         return
-    differing = _differing(load_config(PredictConfig, Path(out) / "config.json"), config)
+    differing = _other_options(load_config(PredictConfig, Path(out) / "config.json"), config)
     if differing:
         raise DistillError(f"{out} holds soft labels made with other {', '.join(differing)}; use a new --out, or the same options to resume")
 
@@ -199,12 +224,16 @@ def predict_soft_labels(
     if views < 1:
         raise DistillError("--views must be at least 1 (view 0 is the clean clip)")
     teacher_runs = [Path(r) for r in teacher_runs]
+    check_output(out, kind="folder", inputs=(data, unlabeled, reuse, *teacher_runs))  # before any work: a file there, a read-only folder, an input
     fold_groups = [finished_teacher(run) for run in teacher_runs]  # every teacher is checked before any is run
     names = [teacher_name(r) for r in teacher_runs]
     if len(set(names)) != len(names):
         raise DistillError(f"teacher run folders must have distinct names, got {names}")
+    dataset = open_dataset(Path(data), cache_dir=cache_dir, progress=progress)
+    folder = open_unlabeled(Path(unlabeled), cache_dir=cache_dir, progress=progress) if unlabeled else None
     config = predict_config(teacher_runs=teacher_runs, data=data, views=views, splits=splits, unlabeled=unlabeled, mix=mix, augment=augment,
-                            seed=seed, chunk=chunk)
+                            seed=seed, chunk=chunk, data_content=dataset.content_fingerprint,
+                            unlabeled_content=folder.content_fingerprint if folder is not None else None)
     out = Path(out)
     fresh = not (out / "config.json").exists()
     refuse_other_predictions(out, config)
@@ -214,7 +243,6 @@ def predict_soft_labels(
         out.mkdir(parents=True, exist_ok=True)
         save_config(config, out / "config.json")
 
-    dataset = open_dataset(Path(data), cache_dir=cache_dir, progress=progress)
     example_sets: dict[str, ExampleSet] = {}
     for split in splits:
         path = out / split / "examples.npz"
@@ -225,13 +253,12 @@ def predict_soft_labels(
             example_sets[split] = make_examples(dataset, split=split, mix=mix, seed=seed if split == "training" else EVALUATION_SEED, all_unknown=(split == "training"))
             path.parent.mkdir(parents=True, exist_ok=True)
             example_sets[split].save(path)
-    folder = open_unlabeled(Path(unlabeled), cache_dir=cache_dir, progress=progress) if unlabeled else None
     if folder is not None:
         (out / UNLABELED).mkdir(exist_ok=True)
         write_text(out / UNLABELED / "names.txt", "".join(n + "\n" for n in folder.names))
 
     for run, runs, name in zip(teacher_runs, fold_groups, names):
-        predictors = _split_predictors(run, runs, dataset=dataset, data=Path(data), example_sets=example_sets)
+        predictors = _split_predictors(run, runs, dataset=dataset, example_sets=example_sets, cache_dir=cache_dir)
         for split, examples in example_sets.items():
             _predict_chunks(
                 predict=predictors[split], count=len(examples), load_audio=lambda pos, ex=examples: materialize(dataset, ex, pos), seeds=examples.seeds,
@@ -273,13 +300,15 @@ def load_fold_group(path: Path, runs: list[Path]) -> FoldGroup:
             raise DistillError(f"{run}: not fold {k} of {len(runs)} (its config holds out {config.holdout}); a fold group is what `teachers train --folds K` writes")
         configs.append(config)
         predictors.append(make_predictor(model))
-    shared = [{k: v for k, v in to_dict(c).items() if k != "holdout"} for c in configs]
+    # the data by content where every fold records it (folds trained on copies of one tree are one group)
+    by_content = all(c.data_content is not None for c in configs)
+    shared = [{k: v for k, v in to_dict(c).items() if k not in ("holdout", "data" if by_content else "data_content")} for c in configs]
     if any(s != shared[0] for s in shared[1:]):
         raise DistillError(f"{path}: its folds were trained with different settings; retrain them with one `teachers train --folds K`")
-    return FoldGroup(data=configs[0].data, predictors=predictors)
+    return FoldGroup(data=configs[0].data, predictors=predictors, data_content=configs[0].data_content)
 
 
-def _split_predictors(run: Path, runs: list[Path] | None, *, dataset, data: Path, example_sets: dict[str, ExampleSet]) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+def _split_predictors(run: Path, runs: list[Path] | None, *, dataset, example_sets: dict[str, ExampleSet], cache_dir: Path | None = None) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
     """``(audio, positions) -> logits`` per split (and UNLABELED) for a run folder, or a fold group with its ``runs``."""
     from distill.training.fit import load_run, make_predictor
 
@@ -288,8 +317,9 @@ def _split_predictors(run: Path, runs: list[Path] | None, *, dataset, data: Path
         one = lambda audio, positions: plain(audio)  # noqa: E731
         return {**{split: one for split in example_sets}, UNLABELED: one}
     group = load_fold_group(run, runs)
-    if "training" in example_sets and Path(group.data).resolve() != Path(data).resolve():
-        raise DistillError(f"{run}: its folds were trained on {group.data}; out-of-fold labels only mean something on that tree, not on {data}")
+    difference = data_difference(group.data, group.data_content, dataset, cache_dir=cache_dir) if "training" in example_sets else None
+    if difference:
+        raise DistillError(f"{run}: its folds were {difference}; out-of-fold labels only mean something on the tree they were trained on")
     mean = group.mean_predictor()
     predictors = {split: mean for split in example_sets}
     if "training" in example_sets:
@@ -333,7 +363,8 @@ def load_soft_labels(folder: Path, split: str) -> SoftLabels:
     missing = [n for n in names if not (part / f"logits_{n}.npy").exists()]
     if missing:
         raise DistillError(f"{part}: no finished soft labels for {missing}; re-run `distill teachers predict` with the same options to finish")
-    logits = np.stack([np.load(part / f"logits_{n}.npy", mmap_mode="r") for n in names])
+    redo = f"delete it and re-run `distill teachers predict` with the same options and --out {folder} (only what is missing is predicted again)"
+    logits = np.stack([load_array(part / f"logits_{n}.npy", mmap_mode="r", fix=redo) for n in names])
     if split == UNLABELED:
         clip_names = (part / "names.txt").read_text().split()
         return SoftLabels(config, tuple(names), None, clip_names, logits)

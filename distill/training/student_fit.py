@@ -21,11 +21,11 @@ import numpy as np
 
 from distill.core.config import RecipeSource, load_config, refuse_other_config
 from distill.core.errors import DistillError
-from distill.core.io import read_json, write_json
+from distill.core.io import check_output, read_json, write_json
 from distill.core.labels import NUM_CLASSES, SILENCE_INDEX, UNKNOWN_INDEX
 from distill.core.metrics import softmax
 from distill.data.augment import AugmentConfig, augment_waveforms
-from distill.data.cache import DecodedDataset, open_dataset
+from distill.data.cache import DecodedDataset, data_difference, open_dataset
 from distill.data.examples import MixConfig, materialize
 from distill.data.unlabeled import open_unlabeled
 from distill.layers.frontend import FrontendConfig
@@ -196,13 +196,12 @@ def fit_student(
         raise DistillError("--online and --pseudo need teachers: pass --soft-labels (or drop --no-teachers)")
     if not 0.0 <= alpha <= 1.0 or temperature <= 0:
         raise DistillError(f"need 0 <= --alpha <= 1 and --temperature > 0 (got {alpha}, {temperature})")
+    check_output(out, kind="folder", inputs=(data, soft_labels, pseudo))  # before any work: a file there, a read-only folder, an input
     data = Path(data).resolve()
     distill = None
     soft = None
     if soft_labels is not None:
         soft = load_soft_labels(Path(soft_labels), "training")
-        if Path(soft.config.data) != data:
-            raise DistillError(f"{soft_labels} was made from {soft.config.data}, not {data}; predict soft labels on the student's --data")
         if augment.view_masks_enabled() and not soft.config.augment.view_masks_enabled():
             raise DistillError(f"--view-masks: the views in {soft_labels} carry no masks, and a distilled student trains on the views its "
                                "teachers labelled; write them with `distill teachers predict --view-masks`")
@@ -214,6 +213,10 @@ def fit_student(
                        feature_masks=True if feature_masks else None, recipe=recipe)
     footprint = check_budget(build_model(config), max_mb=max_mb, max_ms=max_ms, name=f"student {arch}/{size}", weight_bits=weight_bits)
     dataset = open_dataset(data, cache_dir=cache_dir, skip_bad=skip_bad, progress=progress)
+    # the soft labels' data by content: made from a copy of this tree (or this tree moved) they are as good
+    difference = data_difference(soft.config.data, soft.config.data_content, dataset, cache_dir=cache_dir) if soft is not None else None
+    if difference:
+        raise DistillError(f"{soft_labels} was {difference}; predict soft labels on the student's --data")
     if soft is None:
         source = AugmentedSource(dataset, config)
     elif online:

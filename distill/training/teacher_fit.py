@@ -6,6 +6,7 @@ from pathlib import Path
 
 from distill.core.config import RecipeSource
 from distill.core.errors import DistillError
+from distill.core.io import check_output
 from distill.core.registry import TEACHERS
 from distill.data.augment import AugmentConfig
 from distill.data.cache import open_dataset
@@ -54,6 +55,9 @@ def train_teachers(
         raise DistillError(f"--seeds must be at least 1, got {seeds}")
     if folds < 1:
         raise DistillError(f"--folds must be at least 1 (1 = no cross-fitting), got {folds}")
+    if jobs < 1:
+        raise DistillError(f"--jobs must be at least 1, got {jobs}")
+    check_output(out, kind="folder", inputs=(data,))  # before any work: a file there, a read-only folder, the data itself
     if folds > 1:
         check_folds_populated(open_dataset(Path(data), cache_dir=cache_dir, skip_bad=skip_bad, progress=progress), folds)
     if backend not in ("loky", "dask", "threading"):

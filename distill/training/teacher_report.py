@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from distill.core.errors import DistillError
-from distill.core.io import atomic_path, write_json, write_text
+from distill.core.io import atomic_path, check_output, write_json, write_text
 from distill.core.labels import CLASSES
 from distill.core.metrics import classification_report, confusion_matrix, softmax
 from distill.core.tables import plain_text
@@ -83,12 +83,13 @@ def teacher_report(*, soft_labels: Path, out: Path | None = None, splits: tuple[
     ensembles can be compared from one prediction. The mean top probability, over every stored view,
     says how sure a teacher is: on the training split, near the label-smoothing ceiling it has memorised
     the clips it would teach from."""
-    out = Path(out or soft_labels)
+    out = check_output(out or soft_labels, kind="folder")  # before any work: a file there, a read-only folder
     rows, agreement, files, used = [], {}, [], []
-    for split in splits:
-        soft = load_soft_labels(Path(soft_labels), split)
+    softs = [load_soft_labels(Path(soft_labels), split) for split in splits]  # every split read (a damaged one refused) before anything is written
+    for split, soft in zip(splits, softs):
         if soft.examples is None:
             raise DistillError(f"{soft_labels}: the {split!r} split has no labels to score; choose from training, validation, testing")
+    for split, soft in zip(splits, softs):
         chosen = _member_positions(soft.teachers, members, soft_labels)
         used = [soft.teachers[i] for i in chosen]
         labels = soft.examples.labels

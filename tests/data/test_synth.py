@@ -88,8 +88,8 @@ def test_layout(built):
 
 def test_same_seed_is_byte_identical_across_jobs_and_reruns(built, tmp_path):
     before = tree_bytes(built.out, built.test_dir) | {"key": built.answer_key.read_bytes()}
-    # same place again (a previous synth output is replaced without overwrite=True), other job count
-    again = synthesize_dataset(out=built.out, config=CONFIG, jobs=1, progress=False)
+    # same place again (replacing the previous synth output needs overwrite=True), other job count
+    again = synthesize_dataset(out=built.out, config=CONFIG, jobs=1, overwrite=True, progress=False)
     after = tree_bytes(again.out, again.test_dir) | {"key": again.answer_key.read_bytes()}
     assert sorted(after) == sorted(before)
     assert [k for k in before if before[k] != after[k]] == []
@@ -133,6 +133,31 @@ def test_kaggle_style_test_folder(built):
     assert test_ids and train_ids.isdisjoint(test_ids)
     train_voices = {tuple(sorted(s["voice"].items())) for s in manifest["speakers"]}
     assert all(tuple(sorted(s["voice"].items())) not in train_voices for s in manifest["test_speakers"])
+
+
+def test_existing_synth_output_needs_overwrite(built, tmp_path):
+    before = tree_bytes(built.out, built.test_dir) | {"key": built.answer_key.read_bytes()}
+    other = SynthConfig(speakers=4, words=WORDS, noise_seconds=1.5, test_clips=40, seed=9)
+    with pytest.raises(DistillError, match=re.escape(f"{built.out}: ") + ".*--overwrite"):
+        synthesize_dataset(out=built.out, config=other, progress=False)
+    # the test folder and the answer key of an earlier run are refused the same way, each named
+    with pytest.raises(DistillError, match=re.escape(f"{built.test_dir}: ") + ".*--overwrite"):
+        synthesize_dataset(out=tmp_path / "fresh", config=other, test_dir=built.test_dir,
+                           answer_key=tmp_path / "key.csv", progress=False)
+    with pytest.raises(DistillError, match=re.escape(f"{built.answer_key}: ") + ".*--overwrite"):
+        synthesize_dataset(out=tmp_path / "fresh", config=other, test_dir=tmp_path / "fresh_test",
+                           answer_key=built.answer_key, progress=False)
+    after = tree_bytes(built.out, built.test_dir) | {"key": built.answer_key.read_bytes()}
+    assert sorted(after) == sorted(before) and [k for k in before if before[k] != after[k]] == []
+    assert not (tmp_path / "fresh").exists() and not (tmp_path / "fresh_test").exists()
+    assert not [p for p in built.out.parent.iterdir() if p.name.startswith(".")]  # nothing was even started
+    # the command line: exit 2, the path and the flag named, nothing touched
+    proc = subprocess.run([sys.executable, "-m", "distill", "data", "synth", "--out", str(built.out), "--speakers", "4",
+                           "--test-clips", "40", "--seed", "9"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert str(built.out) in proc.stderr and "--overwrite" in proc.stderr
+    after = tree_bytes(built.out, built.test_dir) | {"key": built.answer_key.read_bytes()}
+    assert [k for k in before if before[k] != after.get(k)] == []
 
 
 def test_test_mix_has_unseen_unknown_words():

@@ -5,6 +5,10 @@ from __future__ import annotations
 import csv
 import http.client
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -181,7 +185,8 @@ def test_bad_requests_change_nothing(server, pseudo):
     assert "malformed JSON" in json.loads(cases[8][1][2])["error"]
     assert review.read_bytes() == before and server.app.decisions == decisions_before
     assert json.loads(request(server, "GET", "/api/clips")[2])["decided"] == 1
-    assert sorted(p.name for p in review.parent.iterdir() if p.is_file()) == ["pseudo.csv", "pseudo.json", "pseudo.review.csv"]
+    # and nothing else was written (the lock is the running server's, removed when it stops)
+    assert sorted(p.name for p in review.parent.iterdir() if p.is_file()) == ["pseudo.csv", "pseudo.json", "pseudo.review.csv", "pseudo.review.csv.lock"]
 
 
 def test_loopback_only_and_bad_review_file(pseudo, tmp_path):
@@ -237,3 +242,51 @@ def test_cli_review_refuses_public_host(pseudo):
 
     result = CliRunner().invoke(app, ["pseudo", "review", str(pseudo), "--host", "0.0.0.0", "--port", "0"])
     assert isinstance(result.exception, DistillError) and "loopback" in str(result.exception)
+
+
+def test_a_second_server_on_the_same_decisions_is_refused(pseudo, tmp_path):
+    review = pseudo.parent / "pseudo.review.csv"
+    with ReviewServer(make_app(pseudo=pseudo), port=0).start() as first:
+        assert post(first, {"fname": "clip_000.wav", "decision": "accept"})[0] == 200
+        # in this process (another app on the same CSV, or the same decisions file by --review) ...
+        holder = re.escape(f"{review} is being reviewed by pid {os.getpid()} on ")
+        with pytest.raises(DistillError, match=holder):
+            make_app(pseudo=pseudo)
+        with pytest.raises(DistillError, match=holder):
+            make_app(pseudo=pseudo, review=review)
+        # ... and from another process: `distill pseudo review` exits 2 at start, naming the file and the holder
+        proc = subprocess.run([sys.executable, "-m", "distill", "pseudo", "review", str(pseudo), "--port", "0"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+        assert f"{review} is being reviewed by pid {os.getpid()} on " in proc.stderr
+        assert post(first, {"fname": "clip_003.wav", "decision": "reject"})[0] == 200
+    assert [r["fname"] for r in review_rows(review)] == ["clip_000.wav", "clip_003.wav"]  # nothing lost
+    assert not (pseudo.parent / "pseudo.review.csv.lock").exists()
+    with ReviewServer(make_app(pseudo=pseudo), port=0).start() as again:  # the lock went with the first server
+        assert json.loads(request(again, "GET", "/api/clips")[2])["decided"] == 2
+    with ReviewServer(make_app(pseudo=pseudo, review=tmp_path / "other.csv"), port=0).start():  # another file: no conflict
+        pass
+
+
+def test_deeply_nested_json_is_answered_400(server, pseudo):
+    for body in ("[" * 50_000, '{"a":' * 10_000 + "1" + "}" * 10_000):
+        assert len(body) < 64 * 1024
+        status, headers, raw = post(server, body)
+        assert status == 400 and headers["Content-Type"].startswith("application/json"), (status, raw[:200])
+        assert "nested too deeply" in json.loads(raw)["error"]
+    assert post(server, "[" * 70_000)[0] == 413  # the body limit still comes first
+    assert post(server, {"fname": "clip_000.wav", "decision": "accept"})[0] == 200  # the server still answers
+    assert [r["fname"] for r in review_rows(pseudo.parent / "pseudo.review.csv")] == ["clip_000.wav"]
+
+
+def test_cli_review_port_out_of_range_is_a_usage_error(pseudo):
+    from typer.testing import CliRunner
+
+    from distill.cli import app
+
+    for port, bound in (("99999", "65535"), ("65536", "65535"), ("-1", "0")):
+        result = CliRunner().invoke(app, ["pseudo", "review", str(pseudo), "--port", port])
+        assert result.exit_code == 2, (port, result.exception, result.output)
+        assert "Invalid value for '--port'" in result.output and f"equal to {bound}" in result.output, result.output
+    with pytest.raises(DistillError, match="port"):
+        ReviewServer(make_app(pseudo=pseudo), port=99999)

@@ -1,13 +1,16 @@
-"""write_submission: the resumable, validated Kaggle CSV, unreadable clips with --skip-bad, probabilities."""
+"""write_submission: the resumable, validated Kaggle CSV, unreadable clips with --skip-bad, probabilities, one writer at a time."""
 
 from __future__ import annotations
 
+import os
+import re
+import threading
 import wave
 
 import numpy as np
 import pytest
 
-from distill.core.errors import BadAudioError
+from distill.core.errors import BadAudioError, DistillError
 from distill.core.labels import CLASSES
 from distill.data.wav import decode_wav
 from distill.submission.predictor import GraphPredictor
@@ -134,3 +137,41 @@ def test_skip_bad_predicts_silence_and_reports(tmp_path, model_dir, test_dir, pr
     with pytest.raises(BadAudioError, match="clip_000000002.wav"):
         write_submission(model=model_dir, test_dir=folder, out=out, batch_size=3, progress=False)
     assert "\nclip_000000002.wav," not in part.read_text()  # started over instead of keeping that row
+
+
+def test_a_second_writer_of_the_same_csv_is_refused_at_once(tmp_path, model_dir, test_dir, reference, monkeypatch):
+    out = tmp_path / "sub.csv"
+    real_predict = GraphPredictor.predict
+    started, release = threading.Event(), threading.Event()
+    first: dict = {}
+
+    def held(self, waveforms):  # the first writer stops mid-file until released; others predict normally
+        if threading.current_thread().name == "first-writer":
+            started.set()
+            release.wait(30)
+        return real_predict(self, waveforms)
+
+    def run_first():
+        try:
+            first["result"] = write_submission(model=model_dir, test_dir=test_dir, out=out, batch_size=4, progress=False, probs=True)
+        except BaseException as err:  # noqa: BLE001 - reported by the assertions below
+            first["error"] = err
+
+    monkeypatch.setattr(GraphPredictor, "predict", held)
+    thread = threading.Thread(target=run_first, name="first-writer")
+    thread.start()
+    try:
+        assert started.wait(60)
+        part_before = (tmp_path / "sub.csv.part").read_bytes()
+        with pytest.raises(DistillError, match=re.escape(f"{out} is being written by pid {os.getpid()} on ")):
+            write_submission(model=model_dir, test_dir=test_dir, out=out, batch_size=4, progress=False, probs=True)
+        assert (tmp_path / "sub.csv.part").read_bytes() == part_before and not out.exists()  # the refused writer touched nothing
+    finally:
+        release.set()
+        thread.join(60)
+    assert "error" not in first, first.get("error")
+    assert first["result"].resumed_rows == 0 and out.read_bytes() == reference.out.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub.csv", "sub.csv.probs.npz"]  # the lock went with its holder
+    # once the first is done, the next writer of that file goes ahead
+    again = write_submission(model=model_dir, test_dir=test_dir, out=out, batch_size=4, progress=False)
+    assert again.clips == len(list(test_dir.glob("clip_*.wav"))) and out.read_bytes() == reference.out.read_bytes()
