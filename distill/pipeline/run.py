@@ -428,7 +428,8 @@ def format_report(report: dict[str, Any]) -> str:
     for label, margin in report["distilled_minus_twin"].items():
         lines += ["", f"Distilled minus twin ({label}): {100 * margin['validation']:+.2f} validation, {100 * margin['test']:+.2f} test (points)."]
     if "submission_agreement_with_labels" in report:
-        lines += ["", f"Submission agreement with the given labels: {report['submission_agreement_with_labels']}"]
+        agreement = report["submission_agreement_with_labels"]
+        lines += ["", f"Submission agreement with the given labels: {100 * agreement['accuracy']:.2f}% of {agreement['count']} clips."]
     lines += ["", "Stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in report["timings_s"].items()), "",
               "![confusion](confusion.png) ![recall](recall.png)", ""]
     return "\n".join(lines)

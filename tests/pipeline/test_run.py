@@ -26,8 +26,13 @@ def _comparable(report: dict) -> dict:
 @pytest.fixture(scope="module")
 def smoke_run(tiny_tree, tiny_unlabeled, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "smoke"
+    # the clips' words, as tests/conftest.py copies them: bed and cat are unknown words, the last three are yes
+    names = sorted(p.name for p in tiny_unlabeled.glob("clip_*.wav"))
+    labels = out.parent / "labels.csv"
+    labels.write_text("fname,label\n" + "".join(f"{n},{'yes' if i >= len(names) - 3 else 'unknown'}\n" for i, n in enumerate(names)))
     start = time.perf_counter()
-    result = run_recipe(recipe=load_recipe("smoke", OVERRIDES), data=tiny_tree, out=out, kaggle_test=tiny_unlabeled, progress=False, log=lambda m: None)
+    result = run_recipe(recipe=load_recipe("smoke", OVERRIDES), data=tiny_tree, out=out, kaggle_test=tiny_unlabeled, kaggle_labels=labels,
+                        progress=False, log=lambda m: None)
     return result, time.perf_counter() - start
 
 
@@ -47,6 +52,11 @@ def test_report_has_every_teacher_the_ensemble_the_students_and_the_export(smoke
     for name in ("recipe.toml", "report.md", "report.json", "confusion.png", "recall.png", "timings.json", "submission.csv", "export/model.pb"):
         assert (result.out / name).is_file(), name
     assert load_recipe(result.out / "recipe.toml") == load_recipe("smoke", OVERRIDES)
+    agreement = result.report["submission_agreement_with_labels"]
+    rows = (result.out / "submission.csv").read_text().splitlines()[1:]
+    expected = dict(line.split(",") for line in (result.out.parent / "labels.csv").read_text().splitlines()[1:])
+    assert agreement["count"] == len(rows) and agreement["accuracy"] == sum(expected[f] == label for f, label in (r.split(",") for r in rows)) / len(rows)
+    assert f"Submission agreement with the given labels: {100 * agreement['accuracy']:.2f}% of {len(rows)} clips." in (result.out / "report.md").read_text()
     config = json.loads((result.out / "students" / "tcresnet-toy" / "distilled" / "config.json").read_text())["config"]
     assert config["recipe"] == {"name": "smoke", "overrides": OVERRIDES}
 
