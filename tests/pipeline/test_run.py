@@ -65,7 +65,8 @@ def test_rerun_trains_nothing_and_takes_a_tenth_of_the_time(smoke_run, tiny_tree
     first, first_seconds = smoke_run
     lines: list[str] = []
     start = time.perf_counter()
-    again = run_recipe(recipe=load_recipe("smoke", OVERRIDES), data=tiny_tree, out=first.out, kaggle_test=tiny_unlabeled, progress=False, log=lines.append)
+    again = run_recipe(recipe=load_recipe("smoke", OVERRIDES), data=tiny_tree, out=first.out, kaggle_test=tiny_unlabeled,
+                       kaggle_labels=first.out.parent / "labels.csv", progress=False, log=lines.append)
     seconds = time.perf_counter() - start
     stages = [line for line in lines if not line.startswith("report:")]
     assert stages and all(line.endswith("complete, skipped") for line in stages), stages
