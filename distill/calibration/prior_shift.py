@@ -47,7 +47,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from distill.core.errors import DistillError
 from distill.core.io import atomic_path
-from distill.core.labels import CLASS_INDEX, CLASSES, NUM_CLASSES
+from distill.core.labels import CLASSES, NUM_CLASSES
 from distill.core.metrics import softmax
 
 __all__ = ["PriorShiftCalibrator", "em_prior_shift", "weighted_accuracy", "DEFAULT_OFFSET_GRID"]
@@ -222,7 +222,8 @@ class PriorShiftCalibrator(BaseEstimator):
 
     Fitted attributes (all offsets are (12,) in ``CLASSES`` order, in raw-logit units)
     -----------------
-    classes_ : the class names (``CLASSES``); ``predict`` returns indices into it.
+    classes_ : the class names (``classes``, default ``CLASSES``); ``predict`` returns indices into it.
+    With ``classes`` (silence, unknown and another word list) every 12 above is K = len(classes).
     n_features_in_ : 12.
     train_prior_, val_prior_ (empirical prior of ``y``), test_prior_ (EM estimate,
     floored at ``PRIOR_FLOOR``), em_iterations_, em_converged_.
@@ -271,7 +272,9 @@ class PriorShiftCalibrator(BaseEstimator):
         calibration: str | None = "bcts",
         prior_strength: float = 0.0,
         prior_center: np.ndarray | Sequence[float] | None = None,
+        classes: Sequence[str] | None = None,
     ):
+        self.classes = classes  # the class names in logit order (None: the Kaggle twelve, CLASSES); K = len(classes)
         self.train_prior = train_prior
         self.prior_strength = prior_strength
         self.prior_center = prior_center
@@ -285,17 +288,23 @@ class PriorShiftCalibrator(BaseEstimator):
         self.tie_se = tie_se
         self.calibration = calibration
 
+    def _names(self) -> tuple[str, ...]:
+        classes = getattr(self, "classes", None)  # calibrators pickled before word lists have none: the Kaggle twelve
+        return CLASSES if classes is None else tuple(classes)
+
     # -- fitting ---------------------------------------------------------------
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, X_unlabeled: np.ndarray) -> "PriorShiftCalibrator":
         """X: (n, 12) validation logits; y: (n,) class indices; X_unlabeled: (m, 12) test-set logits."""
-        X = _check_logits(X, "X")
-        y = _check_labels(y, X.shape[0])
-        X_unlabeled = _check_logits(X_unlabeled, "X_unlabeled")
+        names = self._names()
+        K = len(names)
+        X = _check_logits(X, "X", K)
+        y = _check_labels(y, X.shape[0], K)
+        X_unlabeled = _check_logits(X_unlabeled, "X_unlabeled", K)
         mode = self.calibration
         if mode not in _CALIBRATIONS:
             raise ValueError(f"calibration must be one of {list(_CALIBRATIONS)}; got {mode!r}")
-        tuned_indices = _tuned_indices(self.tune_classes) if self.tune else np.zeros(0, dtype=np.int64)
+        tuned_indices = _tuned_indices(self.tune_classes, names) if self.tune else np.zeros(0, dtype=np.int64)
         grid = _offset_grid(self.offset_grid)
         tie_se = float(self.tie_se)
         if not (np.isfinite(tie_se) and tie_se >= 0):
@@ -304,20 +313,20 @@ class PriorShiftCalibrator(BaseEstimator):
             raise ValueError(f"cv must be an int (number of folds) or None; got {self.cv!r}")
         notes: list[str] = []
 
-        val_prior = np.bincount(y, minlength=NUM_CLASSES) / y.size
+        val_prior = np.bincount(y, minlength=K) / y.size
         if self.train_prior is None:
             if np.any(val_prior == 0):
-                missing = [CLASSES[k] for k in np.flatnonzero(val_prior == 0)]
+                missing = [names[k] for k in np.flatnonzero(val_prior == 0)]
                 raise ValueError(
                     f"train_prior=None uses the prior of y, but y has no example of {missing}: "
                     "pass train_prior (12,) explicitly"
                 )
             train_prior = val_prior.copy()
         else:
-            train_prior = _check_prior(self.train_prior, NUM_CLASSES, "train_prior")
+            train_prior = _check_prior(self.train_prior, K, "train_prior", names=names)
 
         if np.any(val_prior == 0):
-            missing = [CLASSES[k] for k in np.flatnonzero(val_prior == 0)]
+            missing = [names[k] for k in np.flatnonzero(val_prior == 0)]
             notes.append(f"no validation clips of {missing}: their calibration bias stays 0 and tuning cannot score them")
         # On the validation clips the model's posteriors, calibrated for train_prior, shift by
         # log(val_prior / train_prior); the fitted bias is what that known shift leaves over.
@@ -328,13 +337,13 @@ class PriorShiftCalibrator(BaseEstimator):
         test_prior, _, iterations = _em_log(
             log_softmax(scale * X_unlabeled + bias, axis=1), train_prior, max_iter=self.em_max_iter, tol=self.em_tol,
             prior_strength=float(self.prior_strength),
-            prior_center=None if self.prior_center is None else _check_prior(self.prior_center, NUM_CLASSES, "prior_center"),
+            prior_center=None if self.prior_center is None else _check_prior(self.prior_center, K, "prior_center", names=names),
         )
         converged = iterations < int(self.em_max_iter)
         if not converged:
             notes.append(f"EM stopped after em_max_iter={self.em_max_iter} iterations without reaching em_tol={self.em_tol}")
         if np.any(test_prior < PRIOR_FLOOR):
-            floored = [CLASSES[k] for k in np.flatnonzero(test_prior < PRIOR_FLOOR)]
+            floored = [names[k] for k in np.flatnonzero(test_prior < PRIOR_FLOOR)]
             notes.append(f"EM prior of {floored} is below {PRIOR_FLOOR:g}; floored so their offsets stay finite")
             test_prior = np.maximum(test_prior, PRIOR_FLOOR)
             test_prior /= test_prior.sum()
@@ -346,9 +355,9 @@ class PriorShiftCalibrator(BaseEstimator):
         Z = X + calibration_offsets + prior_offsets
         splits, n_splits = self._splits(y, notes)
         tuned, cv_scores = _tune(
-            Z, y, test_prior, tuned_indices, grid, splits, tie_se=tie_se
+            Z, y, test_prior, tuned_indices, grid, splits, tie_se=tie_se, names=names
         )
-        tuned_offsets = np.zeros(NUM_CLASSES)
+        tuned_offsets = np.zeros(K)
         tuned_offsets[tuned_indices] = tuned
         cv_scores["n_splits"] = n_splits
         cv_scores["raw"] = weighted_accuracy(X, y, test_prior)
@@ -358,8 +367,8 @@ class PriorShiftCalibrator(BaseEstimator):
         for note in notes:
             warnings.warn(note, UserWarning, stacklevel=2)
 
-        self.classes_ = np.asarray(CLASSES)
-        self.n_features_in_ = NUM_CLASSES
+        self.classes_ = np.asarray(names)
+        self.n_features_in_ = K
         self.train_prior_ = train_prior
         self.val_prior_ = val_prior
         self.test_prior_ = test_prior
@@ -382,11 +391,11 @@ class PriorShiftCalibrator(BaseEstimator):
         if self.cv is None or int(self.cv) <= 1:
             return [], 0
         requested = int(self.cv)
-        counts = np.bincount(y, minlength=NUM_CLASSES)
+        counts = np.bincount(y, minlength=len(self._names()))
         smallest = int(counts[counts > 0].min())
         n_splits = min(requested, smallest)
         if n_splits < requested:
-            rare = CLASSES[int(np.flatnonzero(counts == smallest)[0])]
+            rare = self._names()[int(np.flatnonzero(counts == smallest)[0])]
             if n_splits < 2:
                 notes.append(
                     f"cv={requested} needs >= 2 validation clips per class, but '{rare}' has {smallest}: "
@@ -402,7 +411,7 @@ class PriorShiftCalibrator(BaseEstimator):
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Calibrated logits: ``X + offsets_`` (what the exported graph feeds its softmax)."""
         check_is_fitted(self, "offsets_")
-        return _check_logits(X, "X") + self.offsets_
+        return _check_logits(X, "X", len(self.offsets_)) + self.offsets_
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Posteriors for the test mix: ``softmax((X + offsets_) / temperature_)``."""
@@ -422,10 +431,11 @@ class PriorShiftCalibrator(BaseEstimator):
         """
         if prior is None or offsets is None:
             check_is_fitted(self, "offsets_")
-        X = _check_logits(X, "X")
-        y = _check_labels(y, X.shape[0])
-        prior = self.test_prior_ if prior is None else _check_prior(prior, NUM_CLASSES, "prior", allow_zero=True)
-        offsets = self.offsets_ if offsets is None else _check_vector(offsets, "offsets")
+        K = len(self._names())
+        X = _check_logits(X, "X", K)
+        y = _check_labels(y, X.shape[0], K)
+        prior = self.test_prior_ if prior is None else _check_prior(prior, K, "prior", allow_zero=True, names=self._names())
+        offsets = self.offsets_ if offsets is None else _check_vector(offsets, "offsets", K)
         return weighted_accuracy(X + offsets, y, prior)
 
     # -- persistence and reporting ---------------------------------------------
@@ -437,7 +447,7 @@ class PriorShiftCalibrator(BaseEstimator):
             "format": _FILE_FORMAT,
             "version": _FILE_VERSION,
             "sklearn_version": sklearn.__version__,
-            "classes": list(CLASSES),
+            "classes": list(self._names()),
             "calibrator": self,
         }
         with atomic_path(path) as tmp:
@@ -465,9 +475,10 @@ class PriorShiftCalibrator(BaseEstimator):
                 raise DistillError(
                     f"{path}: calibrator file version {payload.get('version')} (this distill reads {_FILE_VERSION})"
                 )
-            if tuple(payload.get("classes", ())) != CLASSES:
-                raise DistillError(f"{path}: saved with class order {payload.get('classes')}, expected {list(CLASSES)}")
-        if not hasattr(obj, "offsets_") or np.shape(obj.offsets_) != (NUM_CLASSES,):
+            names = CLASSES if getattr(obj, "classes", None) is None else tuple(obj.classes)
+            if tuple(payload.get("classes", ())) != names:
+                raise DistillError(f"{path}: saved with class order {payload.get('classes')}, expected {list(names)}")
+        if not hasattr(obj, "offsets_") or np.shape(obj.offsets_) != (len(getattr(obj, "classes", None) or CLASSES),):
             raise DistillError(f"{path}: the saved {cls.__name__} is not fitted")
         return obj
 
@@ -476,10 +487,10 @@ class PriorShiftCalibrator(BaseEstimator):
         check_is_fitted(self, "offsets_")
 
         def by_name(values: np.ndarray) -> dict[str, float]:
-            return {name: float(v) for name, v in zip(CLASSES, values)}
+            return {name: float(v) for name, v in zip(self._names(), values)}
 
         return {
-            "classes": list(CLASSES),
+            "classes": list(self._names()),
             "offsets": [float(v) for v in self.offsets_],
             "offsets_by_class": by_name(self.offsets_),
             "calibration": self.calibration_mode_,
@@ -492,7 +503,7 @@ class PriorShiftCalibrator(BaseEstimator):
             "test_prior": by_name(self.test_prior_),
             "em_iterations": self.em_iterations_,
             "em_converged": self.em_converged_,
-            "tuned_classes": [CLASSES[k] for k in self.tuned_indices_],
+            "tuned_classes": [self._names()[k] for k in self.tuned_indices_],
             "cv_scores": _jsonable(self.cv_scores_),
             "warnings": list(self.fit_warnings_),
             "params": _jsonable(self.get_params()),
@@ -571,6 +582,7 @@ def _tune(
     splits: list[tuple[np.ndarray, np.ndarray]],
     *,
     tie_se: float,
+    names: Sequence[str] = CLASSES,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Choose the extra offsets of the ``tuned`` classes; returns them (in ``tuned`` order) and the CV scores.
 
@@ -582,12 +594,12 @@ def _tune(
     k = len(splits)
     W = np.zeros((2 * k + 1, n))
     for f, (train_idx, test_idx) in enumerate(splits):
-        W[f, test_idx] = _weights(y[test_idx], prior, NUM_CLASSES)
-        W[k + f, train_idx] = _weights(y[train_idx], prior, NUM_CLASSES)
-    W[2 * k] = W[:k].mean(axis=0) if k else _weights(y, prior, NUM_CLASSES)
+        W[f, test_idx] = _weights(y[test_idx], prior, len(names))
+        W[k + f, train_idx] = _weights(y[train_idx], prior, len(names))
+    W[2 * k] = W[:k].mean(axis=0) if k else _weights(y, prior, len(names))
 
     base = W @ (Z.argmax(axis=1) == y).astype(np.float64)
-    scores: dict[str, Any] = {"before": [float(v) for v in base[:k]], "tuned_classes": [CLASSES[i] for i in tuned]}
+    scores: dict[str, Any] = {"before": [float(v) for v in base[:k]], "tuned_classes": [names[i] for i in tuned]}
     d = tuned.size
     if d == 0:
         scores.update(after=list(scores["before"]), fold_offsets=[[] for _ in range(k)])
@@ -715,20 +727,20 @@ def _coordinate_ascent(scorer: _Scorer, w: np.ndarray, grid: np.ndarray, d: int,
 # ----------------------------------------------------------------------------- validation helpers
 
 
-def _check_logits(X: Any, name: str) -> np.ndarray:
+def _check_logits(X: Any, name: str, num_classes: int = NUM_CLASSES) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or X.shape[1] != NUM_CLASSES:
+    if X.ndim != 2 or X.shape[1] != num_classes:
         raise ValueError(
-            f"{name} must have shape (n_samples, {NUM_CLASSES}): one logit per class in CLASSES order; got shape {X.shape}"
+            f"{name} must have shape (n_samples, {num_classes}): one logit per class in CLASSES order; got shape {X.shape}"
         )
     if X.shape[0] == 0:
-        raise ValueError(f"{name} has no rows; expected shape (n_samples >= 1, {NUM_CLASSES})")
+        raise ValueError(f"{name} has no rows; expected shape (n_samples >= 1, {num_classes})")
     if not np.all(np.isfinite(X)):
         raise ValueError(f"{name} contains NaN or infinite logits")
     return X
 
 
-def _check_labels(y: Any, n: int) -> np.ndarray:
+def _check_labels(y: Any, n: int, num_classes: int = NUM_CLASSES) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim != 1 or y.shape[0] != n:
         raise ValueError(f"y must have shape ({n},) to match X; got shape {y.shape}")
@@ -736,30 +748,31 @@ def _check_labels(y: Any, n: int) -> np.ndarray:
         if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
             raise ValueError("y must hold integer class indices")
     elif y.dtype.kind not in "iub":
-        raise ValueError(f"y must hold integer class indices 0..{NUM_CLASSES - 1}; got dtype {y.dtype}")
+        raise ValueError(f"y must hold integer class indices 0..{num_classes - 1}; got dtype {y.dtype}")
     y = y.astype(np.int64)
-    if y.size and (y.min() < 0 or y.max() >= NUM_CLASSES):
-        raise ValueError(f"y must hold class indices in 0..{NUM_CLASSES - 1}; got values in {y.min()}..{y.max()}")
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"y must hold class indices in 0..{num_classes - 1}; got values in {y.min()}..{y.max()}")
     return y
 
 
-def _check_vector(v: Any, name: str) -> np.ndarray:
+def _check_vector(v: Any, name: str, num_classes: int = NUM_CLASSES) -> np.ndarray:
     v = np.asarray(v, dtype=np.float64)
-    if v.shape != (NUM_CLASSES,):
-        raise ValueError(f"{name} must have shape ({NUM_CLASSES},); got {v.shape}")
+    if v.shape != (num_classes,):
+        raise ValueError(f"{name} must have shape ({num_classes},); got {v.shape}")
     if not np.all(np.isfinite(v)):
         raise ValueError(f"{name} must be finite")
     return v
 
 
-def _check_prior(prior: Any, num_classes: int, name: str, *, allow_zero: bool = False) -> np.ndarray:
+def _check_prior(prior: Any, num_classes: int, name: str, *, allow_zero: bool = False, names: Sequence[str] | None = None) -> np.ndarray:
     prior = np.asarray(prior, dtype=np.float64)
     if prior.shape != (num_classes,):
         raise ValueError(f"{name} must have shape ({num_classes},); got {prior.shape}")
     if not np.all(np.isfinite(prior)) or np.any(prior < 0):
         raise ValueError(f"{name} must be finite and non-negative")
     if not allow_zero and np.any(prior == 0):
-        zero = [CLASSES[k] if num_classes == NUM_CLASSES else k for k in np.flatnonzero(prior == 0)]
+        names = names if names is not None else (CLASSES if num_classes == NUM_CLASSES else None)
+        zero = [names[k] if names is not None else k for k in np.flatnonzero(prior == 0)]
         raise ValueError(f"{name} is 0 for {zero}: a class the model was never trained on has no calibrated posterior to shift")
     total = prior.sum()
     if total <= 0:
@@ -767,7 +780,8 @@ def _check_prior(prior: Any, num_classes: int, name: str, *, allow_zero: bool = 
     return prior / total
 
 
-def _tuned_indices(tune_classes: Sequence[str | int] | None) -> np.ndarray:
+def _tuned_indices(tune_classes: Sequence[str | int] | None, names: Sequence[str] = CLASSES) -> np.ndarray:
+    index = {name: i for i, name in enumerate(names)}
     if tune_classes is None:
         return np.zeros(0, dtype=np.int64)
     if isinstance(tune_classes, (str, int, np.integer)):
@@ -775,13 +789,13 @@ def _tuned_indices(tune_classes: Sequence[str | int] | None) -> np.ndarray:
     out = []
     for c in tune_classes:
         if isinstance(c, str):
-            if c not in CLASS_INDEX:
-                raise ValueError(f"tune_classes: unknown class {c!r}; expected one of {list(CLASSES)}")
-            out.append(CLASS_INDEX[c])
-        elif isinstance(c, (int, np.integer)) and 0 <= int(c) < NUM_CLASSES:
+            if c not in index:
+                raise ValueError(f"tune_classes: unknown class {c!r}; expected one of {list(names)}")
+            out.append(index[c])
+        elif isinstance(c, (int, np.integer)) and 0 <= int(c) < len(names):
             out.append(int(c))
         else:
-            raise ValueError(f"tune_classes: {c!r} is neither a class name nor an index 0..{NUM_CLASSES - 1}")
+            raise ValueError(f"tune_classes: {c!r} is neither a class name nor an index 0..{len(names) - 1}")
     if len(set(out)) != len(out):
         raise ValueError(f"tune_classes lists a class twice: {list(tune_classes)}")
     return np.asarray(out, dtype=np.int64)

@@ -5,7 +5,7 @@ unlabeled folder, fits a :class:`~distill.calibration.prior_shift.PriorShiftCali
 with the student's real training prior, and writes::
 
     calibrator.joblib   the fitted estimator (trusted input only: joblib is pickle)
-    calibration.json    its summary: 12 logit offsets in class order, priors, CV scores
+    calibration.json    its summary: K logit offsets in class order (12 for the Kaggle words), priors, CV scores
     config.json         what was calibrated against what
 """
 
@@ -20,7 +20,7 @@ from distill.calibration.prior_shift import PriorShiftCalibrator
 from distill.core.config import save_config
 from distill.core.errors import DistillError
 from distill.core.io import check_output, write_json
-from distill.core.labels import CLASSES, NUM_CLASSES
+from distill.core.labels import CLASSES, NUM_CLASSES, TARGET_WORDS
 from distill.data.cache import open_dataset
 from distill.data.examples import make_examples, materialize
 from distill.data.unlabeled import open_unlabeled
@@ -35,6 +35,7 @@ class CalibrationConfig:
     seed: int = 0
     prior_strength: float = 500.0
     expected_mix: dict[str, float] | None = None
+    words: tuple[str, ...] = TARGET_WORDS  # the student's word list: K = len(words) + 2 offsets
 
 
 @dataclass(frozen=True)
@@ -45,22 +46,22 @@ class CalibrationResult:
     validation_accuracy_after_expected: float
 
 
-def _predict_all(predict, count: int, load, batch: int = 512) -> np.ndarray:
-    return np.concatenate([predict(load(np.arange(i, min(i + batch, count)))) for i in range(0, count, batch)]) if count else np.zeros((0, NUM_CLASSES))
+def _predict_all(predict, count: int, load, batch: int = 512, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    return np.concatenate([predict(load(np.arange(i, min(i + batch, count)))) for i in range(0, count, batch)]) if count else np.zeros((0, num_classes))
 
 
-def expected_prior(expected_mix: dict[str, float], train_prior: np.ndarray) -> np.ndarray:
-    """A full 12-class prior from the shares of some classes; the rest keep their training proportions."""
-    unknown = sorted(set(expected_mix) - set(CLASSES))
+def expected_prior(expected_mix: dict[str, float], train_prior: np.ndarray, classes: tuple[str, ...] = CLASSES) -> np.ndarray:
+    """A full K-class prior from the shares of some classes; the rest keep their training proportions."""
+    unknown = sorted(set(expected_mix) - set(classes))
     if unknown:
-        raise DistillError(f"--expected-mix: unknown class {unknown[0]!r}; classes are {', '.join(CLASSES)}")
-    shares = np.array([expected_mix.get(c, np.nan) for c in CLASSES], dtype=np.float64)
+        raise DistillError(f"--expected-mix: unknown class {unknown[0]!r}; classes are {', '.join(classes)}")
+    shares = np.array([expected_mix.get(c, np.nan) for c in classes], dtype=np.float64)
     given = ~np.isnan(shares)
     if np.any(shares[given] <= 0) or np.any(shares[given] >= 1):
         raise DistillError(f"--expected-mix: every share must be between 0 and 1 (exclusive), got {expected_mix}")
     rest = 1.0 - shares[given].sum()
     if (given.all() and abs(rest) > 1e-6) or (not given.all() and rest <= 0):
-        raise DistillError(f"--expected-mix: shares sum to {1 - rest:.3f}; they must leave room for the other classes (or sum to 1 when all 12 are given)")
+        raise DistillError(f"--expected-mix: shares sum to {1 - rest:.3f}; they must leave room for the other classes (or sum to 1 when all {len(classes)} are given)")
     if not given.all():
         shares[~given] = rest * train_prior[~given] / train_prior[~given].sum()
     return shares / shares.sum()
@@ -84,16 +85,17 @@ def calibrate_student(*, run: Path, unlabeled: Path, out: Path, tune_classes: tu
     dataset = open_dataset(Path(config.data), cache_dir=cache_dir or (Path(config.cache_dir) if config.cache_dir else None), progress=progress)
     predict = make_predictor(model)
     validation = evaluation_examples(dataset, config, "validation")
-    val_logits = _predict_all(predict, len(validation), lambda pos: materialize(dataset, validation, pos))
+    labels = config.labels
+    val_logits = _predict_all(predict, len(validation), lambda pos: materialize(dataset, validation, pos), num_classes=labels.num_classes)
     folder = open_unlabeled(Path(unlabeled), cache_dir=cache_dir, progress=progress)
-    test_logits = _predict_all(predict, len(folder.names), folder.waveforms)
+    test_logits = _predict_all(predict, len(folder.names), folder.waveforms, num_classes=labels.num_classes)
     # the prior the student was trained under: the class mix of its training epochs
-    train_labels = make_examples(dataset, split="training", mix=config.mix, seed=config.seed).labels
-    train_prior = np.bincount(train_labels, minlength=NUM_CLASSES).astype(np.float64)
+    train_labels = make_examples(dataset, split="training", mix=config.mix, seed=config.seed, labels=labels).labels
+    train_prior = np.bincount(train_labels, minlength=labels.num_classes).astype(np.float64)
     train_prior = np.maximum(train_prior, 1.0) / np.maximum(train_prior, 1.0).sum()
-    center = expected_prior(expected_mix, train_prior) if expected_mix else None
+    center = expected_prior(expected_mix, train_prior, labels.classes) if expected_mix else None
     calibrator = PriorShiftCalibrator(train_prior=train_prior, tune_classes=tuple(tune_classes), cv=cv, random_state=seed, prior_strength=prior_strength,
-                                      prior_center=center)
+                                      prior_center=center, classes=None if labels.classes == CLASSES else labels.classes)
     calibrator.fit(val_logits, validation.labels, X_unlabeled=test_logits)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,7 +103,7 @@ def calibrate_student(*, run: Path, unlabeled: Path, out: Path, tune_classes: tu
     summary = calibrator.summary()
     write_json(out / "calibration.json", summary)
     save_config(CalibrationConfig(run=str(Path(run).resolve()), unlabeled=str(Path(unlabeled).resolve()), tune_classes=tuple(tune_classes), cv=cv, seed=seed, prior_strength=prior_strength,
-                                  expected_mix=dict(expected_mix) if expected_mix else None), out / "config.json")
+                                  expected_mix=dict(expected_mix) if expected_mix else None, words=labels.words), out / "config.json")
     before = float((val_logits.argmax(1) == validation.labels).mean())
     after = float(calibrator.expected_accuracy(val_logits, validation.labels))
     return CalibrationResult(out=out, summary=summary, validation_accuracy_before=before, validation_accuracy_after_expected=after)

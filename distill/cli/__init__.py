@@ -15,11 +15,14 @@ from distill.core.errors import DistillError
 
 
 @app.command("classes")
-def classes_command() -> None:
-    """Print the 12 output classes in softmax index order (the order of labels.txt)."""
-    from distill.core.labels import CLASSES
+def classes_command(
+    words: str = typer.Option(None, "--words", help="Target words, comma-separated: the classes of that list (default: the Kaggle ten)."),
+) -> None:
+    """Print the output classes in softmax index order (the order of labels.txt): 12 for the Kaggle words, len(words) + 2 for --words."""
+    from distill.core.labels import KAGGLE, LabelSet, parse_words
 
-    for i, name in enumerate(CLASSES):
+    given = parse_words(words)
+    for i, name in enumerate((LabelSet(given) if given is not None else KAGGLE).classes):
         typer.echo(f"{i}\t{name}")
 
 

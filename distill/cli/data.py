@@ -29,12 +29,16 @@ def synth_command(
     answer_key: Path = typer.Option(None, help="CSV fname,label answer key for the test clips (default OUT_test_answers.csv, outside the clip folder)."),
     jobs: int = typer.Option(2, help="Worker processes (each chunk runs in a fresh process for determinism)."),
     overwrite: bool = typer.Option(False, help="Replace an existing tree at OUT, test folder and answer key (without it they are refused, untouched)."),
+    words: str = typer.Option(None, "--words", help="Target words, comma-separated (e.g. zero,one,two): spoken as word folders beside the other v0.01 words (the unknowns), and the test folder's targets. Default: the Kaggle ten among the 30 v0.01 words."),
 ) -> None:
     """Synthesize a demo dataset with the eSpeak NG engine (SYNTHETIC: never use it for a competition model)."""
+    from distill.core.labels import parse_words
     from distill.data.synth import SynthConfig, synthesize_dataset
 
-    config = SynthConfig(speakers=speakers, takes=takes, seed=seed, noise_seconds=noise_seconds, test_clips=test_clips,
-                         test_unknown_share=test_unknown_share, test_silence_share=test_silence_share)
+    options = dict(speakers=speakers, takes=takes, seed=seed, noise_seconds=noise_seconds, test_clips=test_clips,
+                   test_unknown_share=test_unknown_share, test_silence_share=test_silence_share)
+    targets = parse_words(words)
+    config = SynthConfig(**options) if targets is None else SynthConfig.for_words(targets, **options)
     result = synthesize_dataset(out=out, config=config, jobs=jobs, test_dir=test_dir, answer_key=answer_key, overwrite=overwrite)
     typer.echo(f"{result.clips} clips from {result.speakers} speakers in {result.out} ({result.seconds:.1f} s); speakers per split: {result.split_speakers}")
     if result.test_dir:
@@ -64,11 +68,13 @@ def stats_command(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable or non-16 kHz mono wavs and list them, instead of stopping at the first."),
     cache_dir: Path = CacheOption,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    words: str = typer.Option(None, "--words", help="Target words, comma-separated: count classes for this list (default: the Kaggle ten); a word with no folder is refused."),
 ) -> None:
     """Print classes, speakers, split sizes, noise files and bad files of a dataset (builds its decoded cache)."""
+    from distill.core.labels import parse_words
     from distill.data.stats import dataset_stats
 
-    stats = dataset_stats(root=root, skip_bad=skip_bad, cache_dir=cache_dir)
+    stats = dataset_stats(root=root, skip_bad=skip_bad, cache_dir=cache_dir, words=parse_words(words))
     if as_json:
         typer.echo(json.dumps(stats.to_dict(), indent=2))
     else:

@@ -31,6 +31,22 @@ RESUME = typer.Option(False, "--resume", help="Continue an interrupted run in OU
 QUIET = typer.Option(False, "--quiet", help="No progress bars.")
 
 
+WORDS_HELP = ("Target words, comma-separated word folders (e.g. zero,one,two): the classes are silence, unknown and these, in this order; "
+              "every other word folder is unknown.")
+
+
+def words_option(help: str = WORDS_HELP):
+    """``--words w1,w2,...``: the recipe's ``data.words`` (the Kaggle ten by default)."""
+    return recipe_option("data.words", "--words", help)
+
+
+def words_tuple(text: str | None) -> tuple[str, ...] | None:
+    """``--words`` as given (None when left out), checked: empty, repeated or reserved words are refused."""
+    from distill.core.labels import parse_words
+
+    return parse_words(text)
+
+
 RECIPE = typer.Option(None, "--recipe", help="Recipe whose values are this command's defaults: a shipped name (`distill recipe list`) or a .toml file; options given here override it. Default: the default recipe, whose values --help shows.")
 
 

@@ -20,7 +20,7 @@ FLAGS = {
     "students.0.epochs": "--epochs", "students.0.batch_size": "--batch-size", "students.0.learning_rate": "--lr",
     "students.0.label_smoothing": "--label-smoothing", "students.0.keep": "--keep", "students.0.feature_masks": "--feature-masks",
     "students.0.frontend": "--frontend", "data.silence_percentage": "--silence-percentage", "data.unknown_percentage": "--unknown-percentage",
-    "data.seed": "--seed", "predict.view_masks": "--view-masks",
+    "data.seed": "--seed", "predict.view_masks": "--view-masks", "data.words": "--words",
 }
 
 
@@ -56,6 +56,7 @@ def fit_command(
     view_masks: bool = options.recipe_option("predict.view_masks", "--view-masks/--no-view-masks", "Masks inside the augmented views' waveforms (see `teachers predict --view-masks`): for --no-teachers, the twin of a student distilled from such views; a distilled student takes its views from --soft-labels and refuses soft labels made without them."),
     frontend: str = options.recipe_option("students.0.frontend", "--frontend", f"Front-end override for spectral models: {', '.join(options.FRONTEND_KINDS)} (empty: each architecture's own)."),
     seed: int = options.recipe_option("data.seed", "--seed", "Seed for initialisation, example order and augmentation."),
+    words: str = options.words_option(options.WORDS_HELP + " --soft-labels of another list are refused, naming both."),
     skip_bad: bool = options.SKIP_BAD,
     cache_dir: Path = options.CACHE_DIR,
     resume: bool = options.RESUME,
@@ -79,7 +80,8 @@ def fit_command(
              "students.0.max_views": max_views, "students.0.max_mb": max_mb, "students.0.max_ms": max_ms, "students.0.weight_bits": weight_bits,
              "students.0.epochs": epochs, "students.0.batch_size": batch_size, "students.0.learning_rate": lr, "students.0.label_smoothing": label_smoothing,
              "students.0.keep": keep, "students.0.feature_masks": feature_masks, "students.0.frontend": frontend, "data.silence_percentage": silence_percentage,
-             "data.unknown_percentage": unknown_percentage, "data.seed": seed, "predict.view_masks": view_masks}
+             "data.unknown_percentage": unknown_percentage, "data.seed": seed, "predict.view_masks": view_masks,
+             "data.words": options.words_tuple(words)}
     resolved, source = apply_options(recipe, given, FLAGS)
     s = resolved.students[0]
     result = fit_student(
@@ -88,6 +90,7 @@ def fit_command(
         schedule=schedule_config(s, warmup_epochs=warmup_epochs, weight_decay=weight_decay, mixup_alpha=mixup),
         mix=mix_config(resolved.data), augment=augment_config(resolved.predict, no_augment=no_augment), frontend=frontend_config(s),
         seed=resolved.data.seed, skip_bad=skip_bad, cache_dir=cache_dir, resume=resume, progress=not quiet, recipe=source,
+        words=resolved.data.words,
     )
     m = result.metrics
     typer.echo(f"{s.arch}/{s.size}: params {m['params']:,}  val {100 * m['validation']['accuracy']:.2f}%  test {100 * m['test']['accuracy']:.2f}%  -> {result.run_dir}")

@@ -22,9 +22,10 @@ TRAIN_FLAGS = {
     "teachers.families": "--arch", "teachers.size": "--size", "teachers.epochs": "--epochs", "teachers.batch_size": "--batch-size",
     "teachers.learning_rate": "--lr", "teachers.label_smoothing": "--label-smoothing", "teachers.keep": "--keep", "teachers.seeds": "--seeds",
     "teachers.folds": "--folds", "data.silence_percentage": "--silence-percentage", "data.unknown_percentage": "--unknown-percentage", "data.seed": "--seed",
+    "data.words": "--words",
 }
 PREDICT_FLAGS = {"predict.views": "--views", "predict.view_masks": "--view-masks", "data.silence_percentage": "--silence-percentage",
-                 "data.unknown_percentage": "--unknown-percentage", "data.seed": "--seed"}
+                 "data.unknown_percentage": "--unknown-percentage", "data.seed": "--seed", "data.words": "--words"}
 
 
 @teachers_app.command("train")
@@ -47,6 +48,7 @@ def train_command(
     no_augment: bool = options.NO_AUGMENT,
     frontend: str = options.FRONTEND,
     seed: int = options.recipe_option("data.seed", "--seed", "Seed for initialisation, example order and augmentation."),
+    words: str = options.words_option(),
     seeds: int = options.recipe_option("teachers.seeds", "--seeds", "Runs per architecture with different seeds: out/<arch>, out/<arch>-s1, ... (more ensemble members)."),
     folds: int = options.recipe_option("teachers.folds", "--folds", "Cross-fitting: K > 1 also trains each teacher K times, out/<arch>-cf/fold<k> without the k-th fold of training speakers, so `teachers predict` labels every training clip with a run that never fitted it (K x the training cost); 1 = off."),
     jobs: int = typer.Option(1, "--jobs", min=1, help="Teachers trained at once (joblib processes; threads are split between them)."),
@@ -65,7 +67,8 @@ def train_command(
 
     given = {"teachers.families": tuple(arch) if arch else None, "teachers.size": size, "teachers.epochs": epochs, "teachers.batch_size": batch_size,
              "teachers.learning_rate": lr, "teachers.label_smoothing": label_smoothing, "teachers.keep": keep, "teachers.seeds": seeds, "teachers.folds": folds,
-             "data.silence_percentage": silence_percentage, "data.unknown_percentage": unknown_percentage, "data.seed": seed}
+             "data.silence_percentage": silence_percentage, "data.unknown_percentage": unknown_percentage, "data.seed": seed,
+             "data.words": options.words_tuple(words)}
     resolved, source = apply_options(recipe, given, TRAIN_FLAGS)
     t = resolved.teachers
     results = []
@@ -74,7 +77,7 @@ def train_command(
             archs=list(t.families), data=data, out=out, size=t.size, schedule=schedule_config(t, warmup_epochs=warmup_epochs, weight_decay=weight_decay, mixup_alpha=mixup),
             mix=mix_config(resolved.data), augment=options.augment_config(no_augment=no_augment), frontend=options.frontend_config(frontend),
             seed=resolved.data.seed, seeds=t.seeds, folds=k, jobs=jobs, backend=backend, scheduler=scheduler, skip_bad=skip_bad, cache_dir=cache_dir,
-            resume=resume, recipe=source,
+            resume=resume, recipe=source, words=resolved.data.words,
         )
     if results:
         from distill.core.tables import aligned_table
@@ -99,6 +102,7 @@ def predict_command(
     silence_percentage: float = options.recipe_option("data.silence_percentage", "--silence-percentage", "Silence examples as a percentage of the target-word count."),
     unknown_percentage: float = options.recipe_option("data.unknown_percentage", "--unknown-percentage", "Unknown-word examples as a percentage of the target-word count."),
     seed: int = options.recipe_option("data.seed", "--seed", "Seed of the augmented views."),
+    words: str = options.words_option(options.WORDS_HELP + " The teachers must have been trained on this list (teachers of another list are refused, naming both)."),
     cache_dir: Path = options.CACHE_DIR,
     quiet: bool = options.QUIET,
     reuse: Path = typer.Option(None, "--reuse", help="A soft-label folder made with the same options (views, splits, mix, seed): the teachers it shares with this ensemble are linked in, not predicted again. Adds a member for the cost of one."),
@@ -111,11 +115,12 @@ def predict_command(
     from distill.training.soft_labels import predict_soft_labels
 
     given = {"predict.views": views, "predict.view_masks": view_masks, "data.silence_percentage": silence_percentage,
-             "data.unknown_percentage": unknown_percentage, "data.seed": seed}
+             "data.unknown_percentage": unknown_percentage, "data.seed": seed, "data.words": options.words_tuple(words)}
     resolved, _ = apply_options(recipe, given, PREDICT_FLAGS)
     result = predict_soft_labels(
         teacher_runs=teacher, data=data, out=out, views=resolved.predict.views, splits=tuple(split), unlabeled=unlabeled, mix=mix_config(resolved.data),
         augment=augment_config(resolved.predict), seed=resolved.data.seed, cache_dir=cache_dir, progress=not quiet, reuse=reuse,
+        words=resolved.data.words,
     )
     typer.echo(f"soft labels of {', '.join(result.teachers)} in {result.out}: " + ", ".join(f"{k} {v}" for k, v in result.counts.items()))
 

@@ -65,6 +65,18 @@ def _check_clips(run: Path | None, count: int) -> np.ndarray:
     return np.concatenate([clips, np.zeros((1, CLIP_SAMPLES), np.float32)]).astype(np.float32)
 
 
+def _graph_classes(graph_def) -> int:
+    """K, the width of ``labels_softmax`` by the graph's static shape (12 when it cannot be read)."""
+    from distill.core.errors import DistillError
+    from distill.export.graph_compat import static_shapes
+
+    try:
+        shape = (static_shapes(graph_def).get("labels_softmax") or [None])[0]
+    except DistillError:
+        return 12
+    return int(shape[-1]) if shape and shape[-1] is not None else 12
+
+
 def check_graph(*, model_path: Path, run: Path | None = None, calibration_offsets: np.ndarray | None = None, clips: int = 16,
                 wheel: Path | None = None, timing_rounds: int = 5, timing_repeats: int = 20, quantized: bool = False) -> CheckReport:
     """Run every check on ``model_path``; with ``run`` the parity check compares against the trained student.
@@ -94,6 +106,7 @@ def check_graph(*, model_path: Path, run: Path | None = None, calibration_offset
                                   "; ".join(f"{i.node} ({i.op}{'.' + i.attr if i.attr else ''}): {i.reason}" for i in issues[:5])))
 
     waveforms = _check_clips(run, clips)
+    k = _graph_classes(graph_def)  # the graph's own K (12 for the Kaggle ten; len(words) + 2 for another word list)
     try:
         if wheel is not None:
             find_tf14_wheel(wheel=wheel)
@@ -105,7 +118,7 @@ def check_graph(*, model_path: Path, run: Path | None = None, calibration_offset
         version = via_wav.version
         wav_ok = np.allclose(via_wav.outputs["labels_softmax:0"].reshape(-1), tf14_probs[0], atol=1e-3)  # 16-bit wav rounding
         shape = list(results["clip0"].outputs["labels_softmax:0"].shape)
-        runtime_ok = shape == [1, 12] and wav_ok and np.allclose(tf14_probs.sum(axis=1), 1.0, atol=1e-4)
+        runtime_ok = shape == [1, k] and wav_ok and np.allclose(tf14_probs.sum(axis=1), 1.0, atol=1e-4)
         report.lines.append(CheckLine("3. loads and runs in TensorFlow 1.4", bool(runtime_ok), f"TF {version}: labels_softmax {shape}, fed decoded_sample_data:0/1 and wav_data:0"))
     except DistillError as err:
         report.lines.append(CheckLine("3. loads and runs in TensorFlow 1.4", False, "failed", str(err)[:500]))

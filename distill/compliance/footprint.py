@@ -41,7 +41,7 @@ def model_footprint(model) -> Footprint:
     from distill.export.freeze import freeze_waveform_model
 
     frozen = with_unrolled_rnns(model)
-    graph_def = freeze_waveform_model(lambda x: frozen(x, training=False))
+    graph_def = freeze_waveform_model(lambda x: frozen(x, training=False), num_classes=int(model.output_shape[-1]))  # K logits of the model's word list
     estimate = estimate_pi3_ms(graph_def)
     params = int(model.count_params())
     return Footprint(

@@ -27,17 +27,18 @@ class ClassificationReport:
         return {"accuracy": self.accuracy, "count": self.count, "per_class_recall": self.per_class_recall, "confusion": self.confusion}
 
 
-def classification_report(labels: np.ndarray, scores_or_predictions: np.ndarray) -> ClassificationReport:
-    """Accuracy, recall per class (None for a class with no examples) and the confusion matrix."""
+def classification_report(labels: np.ndarray, scores_or_predictions: np.ndarray, classes: tuple[str, ...] = CLASSES) -> ClassificationReport:
+    """Accuracy, recall per class (None for a class with no examples) and the confusion matrix; ``classes``: the
+    names in index order (a ``LabelSet``'s ``classes``; the Kaggle twelve by default)."""
     labels = np.asarray(labels)
     predictions = np.asarray(scores_or_predictions)
     if predictions.ndim == 2:
         predictions = predictions.argmax(axis=1)
     if labels.shape != predictions.shape:
         raise ValueError(f"labels {labels.shape} and predictions {predictions.shape} differ in shape")
-    cm = confusion_matrix(labels, predictions)
+    cm = confusion_matrix(labels, predictions, num_classes=len(classes))
     support = cm.sum(axis=1)
-    recall = {name: (float(cm[i, i] / support[i]) if support[i] else None) for i, name in enumerate(CLASSES)}
+    recall = {name: (float(cm[i, i] / support[i]) if support[i] else None) for i, name in enumerate(classes)}
     accuracy = float(np.trace(cm) / max(1, cm.sum()))
     return ClassificationReport(accuracy=accuracy, count=int(cm.sum()), per_class_recall=recall, confusion=cm.tolist())
 

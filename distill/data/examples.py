@@ -21,8 +21,11 @@ from distill.core.io import atomic_path, load_archive
 from distill.core.labels import (
     CLASSES,
     CLIP_SAMPLES,
+    KAGGLE,
     SILENCE_INDEX,
     UNKNOWN_INDEX,
+    LabelSet,
+    check_words_in_tree,
 )
 from distill.data.cache import DecodedDataset
 from distill.data.index import check_split
@@ -52,7 +55,7 @@ class ExampleSet:
     """Aligned int64 arrays describing the examples of one split, one entry per example.
 
     ``rows``: row of ``DecodedDataset.audio``, or -1 for a generated silence example;
-    ``labels``: class index (``labels.CLASSES`` order); ``seeds``: per-example
+    ``labels``: class index (the word list's ``LabelSet.classes`` order: ``labels.CLASSES`` for the Kaggle ten); ``seeds``: per-example
     non-negative seed (picks the silence window and gain; augmentation views
     derive from it), all distinct. Later stages store their outputs in this
     order, so save the set next to them.
@@ -72,15 +75,15 @@ class ExampleSet:
             object.__setattr__(self, name, value)
         if not (len(arrays["rows"]) == len(arrays["labels"]) == len(arrays["seeds"])):
             raise ValueError("ExampleSet: rows, labels and seeds must have the same length")
-        if len(arrays["labels"]) and (arrays["labels"].min() < 0 or arrays["labels"].max() >= len(CLASSES)):
-            raise ValueError("ExampleSet: labels must be class indices 0..11")
+        if len(arrays["labels"]) and arrays["labels"].min() < 0:
+            raise ValueError("ExampleSet: labels must be class indices >= 0")
         check_split(self.split)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __repr__(self) -> str:
-        counts = np.bincount(self.labels, minlength=len(CLASSES)) if len(self) else np.zeros(len(CLASSES), int)
+        counts = np.bincount(self.labels, minlength=len(CLASSES)) if len(self) else np.zeros(len(CLASSES), int)  # silence and unknown lead every list
         return f"ExampleSet(split={self.split!r}, n={len(self)}, silence={counts[SILENCE_INDEX]}, unknown={counts[UNKNOWN_INDEX]})"
 
     def subset(self, positions: Sequence[int] | np.ndarray) -> "ExampleSet":
@@ -137,7 +140,7 @@ def _example_seeds(seed: int, split: str, n: int) -> np.ndarray:
 
 
 def make_examples(
-    dataset: DecodedDataset, *, split: str, mix: MixConfig = MixConfig(), seed: int = 0, all_unknown: bool = False
+    dataset: DecodedDataset, *, split: str, mix: MixConfig = MixConfig(), seed: int = 0, all_unknown: bool = False, labels: LabelSet = KAGGLE
 ) -> ExampleSet:
     """The examples of ``split``, composed like the TensorFlow tutorial's ``input_data.py``.
 
@@ -146,12 +149,16 @@ def make_examples(
     ``all_unknown``, for teacher-prediction pools; fewer if the split has fewer);
     ``ceil(n_target * silence_percentage / 100)`` silence examples (row -1).
     Clip examples come in row order (cache-friendly reads), silence last; shuffle
-    when you train. Deterministic in ``seed``.
+    when you train. Deterministic in ``seed``. ``labels``: the word list (``LabelSet``) whose
+    words are targets; a listed word with no folder in the tree is refused.
     """
     check_split(split)
     index = dataset.index
+    if labels != KAGGLE:
+        check_words_in_tree(labels.words, set(index.words), dataset_root(dataset))
+    clip_labels = index.labels_for(labels)
     positions = index.positions(split)
-    labels = index.labels[positions]
+    labels = clip_labels[positions]
     target = positions[labels != UNKNOWN_INDEX]
     others = positions[labels == UNKNOWN_INDEX]
     n_target = len(target)
@@ -164,8 +171,13 @@ def make_examples(
     n_silence = math.ceil(n_target * mix.silence_percentage / 100.0)
     clip_rows = np.sort(np.concatenate([target, unknown]))
     rows = np.concatenate([clip_rows, np.full(n_silence, -1, dtype=np.int64)])
-    example_labels = np.concatenate([index.labels[clip_rows], np.full(n_silence, SILENCE_INDEX, dtype=np.int64)])
+    example_labels = np.concatenate([clip_labels[clip_rows], np.full(n_silence, SILENCE_INDEX, dtype=np.int64)])
     return ExampleSet(rows=rows, labels=example_labels, seeds=_example_seeds(seed, split, len(rows)), split=split)
+
+
+def dataset_root(dataset) -> str:
+    """The folder a decoded dataset came from, for error messages."""
+    return str(getattr(dataset, "root", None) or getattr(dataset, "data", None) or "the dataset")
 
 
 def silence_waveform(noise: Sequence[np.ndarray], seed: int) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 from distill.core.errors import DistillError
 from distill.core.labels import (
     BACKGROUND_NOISE_DIR,
+    KAGGLE,
     word_to_class,
 )
 from distill.data.splits import SPLITS, TESTING, TRAINING, VALIDATION, speaker_of, which_set
@@ -57,6 +58,15 @@ class ClipIndex:
     def labels(self) -> np.ndarray:
         """Class index of every clip (``labels.CLASSES`` order), int64, read-only."""
         lookup = {word: word_to_class(word) for word in set(self.words)}
+        out = np.fromiter((lookup[w] for w in self.words), dtype=np.int64, count=len(self.words))
+        out.flags.writeable = False
+        return out
+
+    def labels_for(self, label_set) -> np.ndarray:
+        """Class index of every clip for a word list (``LabelSet``): ``labels`` for the Kaggle ten."""
+        if label_set.words == KAGGLE.words:
+            return self.labels
+        lookup = {word: label_set.word_to_class(word) for word in set(self.words)}
         out = np.fromiter((lookup[w] for w in self.words), dtype=np.int64, count=len(self.words))
         out.flags.writeable = False
         return out

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from distill.core.labels import (
-    CLASSES,
     SAMPLE_RATE,
-    word_to_class,
+    TARGET_WORDS,
+    LabelSet,
+    check_words_in_tree,
 )
 from distill.core.tables import aligned_table, plain_text
 from distill.data.cache import open_dataset
@@ -42,6 +43,7 @@ class DatasetStats:
     bad_files: tuple[tuple[str, str], ...]
     missing_list_entries: int = 0
     notes: tuple[str, ...] = ()
+    words: tuple[str, ...] = TARGET_WORDS  # the target words the classes were counted for (``--words``)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -58,7 +60,8 @@ class DatasetStats:
 
         source = f"{VALIDATION_LIST} / {TESTING_LIST}" if self.split_source == "lists" else "speaker hash rule (no list files)"
         body = []
-        for name in CLASSES:
+        labels = LabelSet(self.words)
+        for name in labels.classes:
             counts = [self.class_counts[s][name] for s in SPLITS]
             body.append([name, *map(_n, counts), _n(sum(counts))])
         totals = [sum(self.class_counts[s].values()) for s in SPLITS]
@@ -75,7 +78,7 @@ class DatasetStats:
                  aligned_table(["class", *SPLITS, "total"], body, right_from=1),
                  line("(silence examples are generated from background noise, not read from word folders)"),
                  line(), line(f"word folders ({len(self.word_counts)}):"),
-                 indented(aligned_table(["word", "class", "clips"], [[w, CLASSES[word_to_class(w)], _n(c)] for w, c in sorted(self.word_counts.items())], right_from=2)),
+                 indented(aligned_table(["word", "class", "clips"], [[w, labels.classes[labels.word_to_class(w)], _n(c)] for w, c in sorted(self.word_counts.items())], right_from=2)),
                  line(), line(f"background noise ({len(self.noise_files)}):")]
         if self.noise_files:
             parts.append(indented(aligned_table(["file", "seconds"], [[n, f"{s:.1f}"] for n, s in self.noise_files], right_from=1)))
@@ -98,21 +101,28 @@ def _n(value: int) -> str:
 
 
 
-def dataset_stats(*, root: Path, skip_bad: bool = False, cache_dir: Path | None = None, progress: bool = True) -> DatasetStats:
+def dataset_stats(*, root: Path, skip_bad: bool = False, cache_dir: Path | None = None, progress: bool = True,
+                  words: tuple[str, ...] | None = None) -> DatasetStats:
     """Counts per split, class, speaker and word folder, noise files and bad files of a tree.
+
+    ``words``: the target words the classes are counted for (None: the Kaggle ten); a listed word with no
+    folder in the tree is refused.
 
     Opens (building if needed) the decoded cache, so bad files are found and the
     next command starts from a warm cache.
     """
     ds = open_dataset(Path(root), cache_dir=cache_dir, skip_bad=skip_bad, progress=progress)
     index = ds.index
-    labels = index.labels
+    label_set = LabelSet(words if words is not None else TARGET_WORDS)
+    if words is not None:
+        check_words_in_tree(label_set.words, set(index.words), ds.root)
+    labels = index.labels_for(label_set)
     class_counts: dict[str, dict[str, int]] = {}
     speaker_counts: dict[str, int] = {}
     for split in SPLITS:
         pos = index.positions(split)
-        counts = np.bincount(labels[pos], minlength=len(CLASSES))
-        class_counts[split] = {name: int(counts[i]) for i, name in enumerate(CLASSES)}
+        counts = np.bincount(labels[pos], minlength=label_set.num_classes)
+        class_counts[split] = {name: int(counts[i]) for i, name in enumerate(label_set.classes)}
         speaker_counts[split] = len({index.speakers[i] for i in pos})
     word_counts = {w: 0 for w in ds.word_folders}
     word_counts.update(collections.Counter(index.words))
@@ -128,4 +138,5 @@ def dataset_stats(*, root: Path, skip_bad: bool = False, cache_dir: Path | None 
         bad_files=ds.bad_files,
         missing_list_entries=ds.missing_list_entries,
         notes=ds.notes,
+        words=label_set.words,
     )

@@ -63,7 +63,6 @@ from distill.core.errors import DistillError
 from distill.core.io import atomic_folder, check_output, read_json, write_bytes, write_json, write_text
 from distill.core.labels import (
     BACKGROUND_NOISE_DIR,
-    CLASSES,
     CLIP_SAMPLES,
     SAMPLE_RATE,
     SILENCE,
@@ -145,6 +144,9 @@ class SynthConfig:
     ``min_speakers_per_split`` guarantees validation and testing speakers even for
     small demos (see the module docstring); it is capped at ``speakers // 3``.
     ``test_clips`` > 0 also writes the unlabeled test folder and its answer key.
+    ``targets`` are the target words of that test folder's mix (its answer key's labels are
+    silence, unknown and these); every other word is an unknown there. The Kaggle ten by default;
+    ``for_words`` makes the config of another word list.
     """
 
     speakers: int = 40
@@ -157,10 +159,27 @@ class SynthConfig:
     test_silence_share: float = 0.15
     snr_db: tuple[float, float] = (12.0, 40.0)
     min_speakers_per_split: int = 4
+    targets: tuple[str, ...] = TARGET_WORDS
+
+    @classmethod
+    def for_words(cls, targets: Sequence[str], **options) -> "SynthConfig":
+        """A config whose targets are ``targets``: they are word folders, and so are the v0.01 words that are not
+        targets (the unknown words)."""
+        from distill.core.labels import check_words
+
+        targets = tuple(targets)
+        check_words(targets)
+        return cls(words=(*targets, *(w for w in V001_WORDS if w not in targets)), targets=targets, **options)
 
     def __post_init__(self) -> None:
         # lists arrive from JSON and the CLI; tuples keep the config hashable and comparable
         object.__setattr__(self, "words", tuple(self.words))
+        object.__setattr__(self, "targets", tuple(self.targets))
+        for word in self.targets:
+            if not _WORD_RE.fullmatch(word):
+                raise DistillError(f"SynthConfig.targets: {word!r} is not a lowercase word usable as a folder name")
+        if not self.targets or len(set(self.targets)) != len(self.targets) or set(self.targets) & {SILENCE, UNKNOWN}:
+            raise DistillError(f"SynthConfig.targets must be distinct words other than silence and unknown, got {self.targets}")
         object.__setattr__(self, "snr_db", tuple(float(v) for v in self.snr_db))
         if self.speakers < 1:
             raise DistillError(f"SynthConfig.speakers must be >= 1, got {self.speakers}")
@@ -310,10 +329,10 @@ def _test_mix(config: SynthConfig, rng: np.random.Generator) -> list[tuple[str, 
     n_sil = round(n * config.test_silence_share)
     n_unk = min(round(n * config.test_unknown_share), n - n_sil)
     n_tgt = n - n_sil - n_unk
-    order = list(rng.permutation(len(TARGET_WORDS)))
+    order = list(rng.permutation(len(config.targets)))
     # whole rounds over the target words, then a random few for the remainder: as even as counts allow
-    targets = [TARGET_WORDS[order[i % len(order)]] for i in range(n_tgt)]
-    seen = [w for w in config.words if w not in TARGET_WORDS]
+    targets = [config.targets[order[i % len(order)]] for i in range(n_tgt)]
+    seen = [w for w in config.words if w not in config.targets]
     unseen = [w for w in EXTRA_UNKNOWN_WORDS if w not in config.words]
     unknowns = []
     for i in range(n_unk):
@@ -772,6 +791,6 @@ def _manifest(config: SynthConfig, plan: _Plan, out: Path, test_dir: Path | None
         "clips": len(plan.train_files),
         "test_dir": relative(test_dir),
         "answer_key": relative(answer_key),
-        "test_label_counts": {c: sum(1 for l in plan.answers.values() if l == c) for c in CLASSES},
+        "test_label_counts": {c: sum(1 for l in plan.answers.values() if l == c) for c in (SILENCE, UNKNOWN, *config.targets)},
         "extra_unknown_words": [w for w in EXTRA_UNKNOWN_WORDS if w not in config.words],
     }

@@ -36,7 +36,7 @@ OUTPUT_TENSOR = f"{OUTPUT_NODE}:0"
 
 def freeze_waveform_model(fn: Callable[..., Any], *, logit_bias: np.ndarray | None = None, name_prefix: str = "",
                           flat_output: bool = False, pass_sample_rate: bool = False, fold_constants: bool = True,
-                          check: bool = True):
+                          check: bool = True, num_classes: int | None = None):
     """Frozen, pruned, TF-1.4-compatible GraphDef computing ``softmax(fn(waveform) + logit_bias)``.
 
     ``fn`` maps a float32 [1, 16000] waveform tensor (values in [-1, 1], as
@@ -51,17 +51,20 @@ def freeze_waveform_model(fn: Callable[..., Any], *, logit_bias: np.ndarray | No
     constants (variable reads, batch-norm scale arithmetic, filter reshapes):
     each node costs time per clip in TF 1.4, so fewer is faster on the Pi.
     With ``check`` the result must pass :func:`graph_compat.check_tf14_ops`.
+    ``num_classes``: K, the width of the logits for a word list other than the Kaggle ten (12 above
+    stands for K); None is 12.
     """
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     from distill.export.graph_compat import assert_tf14_compatible, make_tf14_compatible, static_shapes
 
+    k = NUM_CLASSES if num_classes is None else int(num_classes)
     bias = None
     if logit_bias is not None:
         bias = np.asarray(logit_bias, dtype=np.float32).reshape(-1)
-        if bias.shape != (NUM_CLASSES,):
-            raise DistillError(f"logit_bias must hold {NUM_CLASSES} values, got shape {np.shape(logit_bias)}")
+        if bias.shape != (k,):
+            raise DistillError(f"logit_bias must hold {k} values, got shape {np.shape(logit_bias)}")
 
     def build(wav_data):
         audio, rate = tf.raw_ops.DecodeWav(contents=wav_data, desired_channels=1, desired_samples=CLIP_SAMPLES,
@@ -73,15 +76,15 @@ def freeze_waveform_model(fn: Callable[..., Any], *, logit_bias: np.ndarray | No
         if logits.dtype != tf.float32:
             logits = tf.cast(logits, tf.float32)
         if logits.shape.rank is not None and logits.shape.is_fully_defined():
-            if tuple(logits.shape.as_list()) not in ((1, NUM_CLASSES), (NUM_CLASSES,)):
-                raise DistillError(f"fn must return logits of shape [1, {NUM_CLASSES}], got {logits.shape}")
-        if tuple(logits.shape.as_list() if logits.shape.rank is not None else ()) != (1, NUM_CLASSES):
-            logits = tf.reshape(logits, [1, NUM_CLASSES])
+            if tuple(logits.shape.as_list()) not in ((1, k), (k,)):
+                raise DistillError(f"fn must return logits of shape [1, {k}], got {logits.shape}")
+        if tuple(logits.shape.as_list() if logits.shape.rank is not None else ()) != (1, k):
+            logits = tf.reshape(logits, [1, k])
         if bias is not None:
-            logits = tf.add(logits, tf.constant(bias.reshape(1, NUM_CLASSES), name="logit_bias"), name="calibrated_logits")
+            logits = tf.add(logits, tf.constant(bias.reshape(1, k), name="logit_bias"), name="calibrated_logits")
         if flat_output:
             probs = tf.nn.softmax(logits, name="softmax")
-            return tf.reshape(probs, [NUM_CLASSES], name=OUTPUT_NODE)
+            return tf.reshape(probs, [k], name=OUTPUT_NODE)
         return tf.nn.softmax(logits, name=OUTPUT_NODE)
 
     serve = tf.function(build, input_signature=[tf.TensorSpec([], tf.string, name=INPUT_NODE)], autograph=False)
@@ -100,7 +103,7 @@ def freeze_waveform_model(fn: Callable[..., Any], *, logit_bias: np.ndarray | No
         graph_def = fold_constant_nodes(graph_def, keep=(INPUT_NODE, DECODE_NODE, OUTPUT_NODE))
     graph_def = make_tf14_compatible(graph_def)
     shape = static_shapes(graph_def)[OUTPUT_NODE][0]
-    want = (NUM_CLASSES,) if flat_output else (1, NUM_CLASSES)
+    want = (k,) if flat_output else (1, k)
     if shape != want:
         raise DistillError(f"frozen graph: {OUTPUT_TENSOR} has static shape {shape}, expected {list(want)}")
     if check:

@@ -24,7 +24,7 @@ import numpy as np
 
 from distill.core.errors import DistillError
 from distill.core.io import check_output, read_json, write_bytes, write_json, write_text
-from distill.core.labels import CLASSES
+from distill.core.labels import KAGGLE, LabelSet, refuse_other_words
 
 FOLDABLE = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
 QUANTIZE_MIN_ELEMENTS = 1024
@@ -240,8 +240,8 @@ class ExportResult:
     checks: dict | None
 
 
-def load_offsets(calibration: Path) -> np.ndarray:
-    """The 12 logit offsets of a `distill calibrate` folder (its calibration.json)."""
+def load_offsets(calibration: Path, labels: LabelSet = KAGGLE) -> np.ndarray:
+    """The K logit offsets of a `distill calibrate` folder (its calibration.json), refused unless calibrated for ``labels``."""
     path = Path(calibration)
     path = path / "calibration.json" if path.is_dir() else path
     if not path.exists():
@@ -249,8 +249,11 @@ def load_offsets(calibration: Path) -> np.ndarray:
     summary = read_json(path, fix="re-run `distill calibrate` to write it again")
     if not isinstance(summary, dict) or "offsets" not in summary:
         raise DistillError(f"{path}: not a calibration written by `distill calibrate` (no offsets); re-run `distill calibrate`")
-    if summary.get("classes") != list(CLASSES):
-        raise DistillError(f"{path}: calibrated for classes {summary.get('classes')}, not {list(CLASSES)}")
+    if summary.get("classes") != list(labels.classes):
+        found = summary.get("classes")
+        if isinstance(found, list) and found[:2] == list(labels.classes[:2]) and len(found) > 2:
+            refuse_other_words(f"calibration {path}", tuple(found[2:]), labels.words, fix="calibrate the student you export")
+        raise DistillError(f"{path}: calibrated for classes {found}, not {list(labels.classes)}")
     return np.asarray(summary["offsets"], dtype=np.float32)
 
 
@@ -267,8 +270,9 @@ def export_student(*, run: Path, out: Path, calibration: Path | None = None, qua
     config, model = load_run(Path(run))
     if config.family != "student":
         raise DistillError(f"{run} is a {config.family} run; export ships students (teachers have no size or op limits)")
-    offsets = load_offsets(calibration) if calibration else None
-    graph_def = freeze_waveform_model(lambda x: model(x, training=False), logit_bias=offsets)
+    labels = config.labels
+    offsets = load_offsets(calibration, labels) if calibration else None
+    graph_def = freeze_waveform_model(lambda x: model(x, training=False), logit_bias=offsets, num_classes=labels.num_classes)
     graph_def, folded = fold_batch_norms(graph_def)
     quantized = 0
     if quantize:
@@ -277,7 +281,7 @@ def export_student(*, run: Path, out: Path, calibration: Path | None = None, qua
     out = Path(out)
     data = graph_def.SerializeToString()
     model_path = write_bytes(out / "model.pb", data)
-    write_text(out / "labels.txt", "".join(c + "\n" for c in CLASSES))
+    write_text(out / "labels.txt", "".join(c + "\n" for c in labels.classes))
     estimate = estimate_pi3_ms(graph_def)
     footprint = {"params": int(model.count_params()), "graph_bytes": len(data), "macs": estimate.macs, "pi3_ms": estimate.ms,
                  "pi3_loo_error": estimate.loo_error, "pi3_method": estimate.method, "pi3_breakdown_ms": estimate.breakdown_ms}
@@ -289,8 +293,10 @@ def export_student(*, run: Path, out: Path, calibration: Path | None = None, qua
     manifest = {
         "source_run": str(Path(run).resolve()), "run_config": to_dict(config), "calibration": str(Path(calibration).resolve()) if calibration else None,
         "offsets": None if offsets is None else offsets.tolist(), "quantized_constants": quantized, "folded_batch_norms": folded,
-        "graph": graph_summary(graph_def), "footprint": footprint, "checks": checks, "classes": list(CLASSES),
-        "interface": {"input": "wav_data:0 (string) or decoded_sample_data:0 [16000,1] float + decoded_sample_data:1 int32", "output": "labels_softmax:0 [1,12]"},
+        "graph": graph_summary(graph_def), "footprint": footprint, "checks": checks, "classes": list(labels.classes),
+        "words": list(labels.words),
+        "interface": {"input": "wav_data:0 (string) or decoded_sample_data:0 [16000,1] float + decoded_sample_data:1 int32",
+                      "output": f"labels_softmax:0 [1,{labels.num_classes}]"},
     }
     write_json(out / "manifest.json", manifest)
     return ExportResult(out=out, model_path=model_path, bytes=len(data), folded_batch_norms=folded, quantized_constants=quantized,

@@ -36,8 +36,15 @@ class DataRecipe:
     silence_percentage: float
     unknown_percentage: float
     seed: int
+    words: tuple[str, ...]
 
     def check(self, at: str) -> None:
+        from distill.core.labels import check_words
+
+        try:
+            check_words(self.words)
+        except DistillError as err:
+            raise DistillError(f"{at}.words: {str(err).removeprefix('--words: ')}") from None
         _at_least(self.silence_percentage, 0, f"{at}.silence_percentage")
         _at_least(self.unknown_percentage, 0, f"{at}.unknown_percentage")
         _at_least(self.seed, 0, f"{at}.seed")

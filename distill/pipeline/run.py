@@ -237,12 +237,14 @@ def teacher_settings(recipe: Recipe) -> dict[str, Any]:
     t = recipe.teachers
     # view masks are for the views the teachers label, not for their own training (as measured)
     return dict(archs=list(t.families), size=t.size, schedule=schedule_config(t), mix=mix_config(recipe.data),
-                augment=augment_config(dataclasses.replace(recipe.predict, view_masks=False)), seed=recipe.data.seed, seeds=t.seeds)
+                augment=augment_config(dataclasses.replace(recipe.predict, view_masks=False)), seed=recipe.data.seed, seeds=t.seeds,
+                words=tuple(recipe.data.words))
 
 
 def predict_settings(recipe: Recipe) -> dict[str, Any]:
     """What ``predict_soft_labels`` takes from a recipe."""
-    return dict(views=recipe.predict.views, mix=mix_config(recipe.data), augment=augment_config(recipe.predict), seed=recipe.data.seed)
+    return dict(views=recipe.predict.views, mix=mix_config(recipe.data), augment=augment_config(recipe.predict), seed=recipe.data.seed,
+                words=tuple(recipe.data.words))
 
 
 def student_settings(recipe: Recipe, plan: StudentPlan | None = None) -> dict[str, Any]:
@@ -252,7 +254,8 @@ def student_settings(recipe: Recipe, plan: StudentPlan | None = None) -> dict[st
     return dict(arch=s.arch, size=s.size, alpha=s.alpha, temperature=s.temperature, max_views=s.max_views if plan.max_views is None else plan.max_views,
                 max_mb=s.max_mb or None, max_ms=s.max_ms or None, weight_bits=s.weight_bits, schedule=schedule_config(s), mix=mix_config(recipe.data),
                 augment=augment_config(recipe.predict), frontend=frontend_config(s),
-                feature_masks=s.feature_masks if plan.feature_masks is None else plan.feature_masks, seed=recipe.data.seed)
+                feature_masks=s.feature_masks if plan.feature_masks is None else plan.feature_masks, seed=recipe.data.seed,
+                words=tuple(recipe.data.words))
 
 
 def _fit(plan: StudentPlan, *, recipe: Recipe, data: Path, out: Path, soft: Path, pseudo_csv: Path, stage: _Stages, progress: bool) -> None:
@@ -290,7 +293,6 @@ def tf14_evaluate(*, out: Path, data: Path, run: Path, exports: list[str], recip
     from distill.calibration.prior_shift import weighted_accuracy
     from distill.calibration.student_calibration import expected_prior
     from distill.compliance.tf14 import run_graph_batch
-    from distill.core.labels import NUM_CLASSES
     from distill.core.metrics import classification_report
     from distill.data.cache import open_dataset
     from distill.data.examples import materialize
@@ -298,7 +300,8 @@ def tf14_evaluate(*, out: Path, data: Path, run: Path, exports: list[str], recip
 
     config, _ = load_run(run)
     dataset = open_dataset(data, progress=False)
-    prior = expected_prior(recipe.calibrate.expected_mix, np.ones(NUM_CLASSES))  # the ten words share the rest equally
+    classes = config.labels.classes  # the recipe's word list (data.words): K classes
+    prior = expected_prior(recipe.calibrate.expected_mix, np.ones(len(classes)), classes)  # the target words share the rest equally
     results: dict[str, Any] = {}
     for split in ("validation", "testing"):
         examples = evaluation_examples(dataset, config, split)
@@ -306,16 +309,16 @@ def tf14_evaluate(*, out: Path, data: Path, run: Path, exports: list[str], recip
         for name in exports:
             probs = run_graph_batch((out / name / "model.pb").read_bytes(), batch_feed="decoded_sample_data:0", batch=audio,
                                     feeds={"decoded_sample_data:1": np.int32(16000)}, fetches=["labels_softmax:0"])["labels_softmax:0"].reshape(len(examples), -1)
-            report = classification_report(examples.labels, probs).to_dict()
+            report = classification_report(examples.labels, probs, classes=classes).to_dict()
             report["expected_accuracy_at_test_mix"] = float(weighted_accuracy(np.log(probs + 1e-12), examples.labels, prior))
             results[f"{name}/{split}"] = report
             if name == "export" and split == "testing":
-                _shipped_pngs(out, examples.labels, probs.argmax(1), report)
+                _shipped_pngs(out, examples.labels, probs.argmax(1), report, classes)
     write_json(out / "tf14_eval.json", results)
     return results
 
 
-def _shipped_pngs(out: Path, labels: np.ndarray, predictions: np.ndarray, report: dict) -> None:
+def _shipped_pngs(out: Path, labels: np.ndarray, predictions: np.ndarray, report: dict, classes: tuple[str, ...] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -324,12 +327,14 @@ def _shipped_pngs(out: Path, labels: np.ndarray, predictions: np.ndarray, report
     from distill.core.labels import CLASSES
     from distill.training.teacher_report import save_confusion_png
 
-    save_confusion_png(out / "confusion.png", labels, predictions, title=f"shipped graph in TF 1.4, test split ({100 * report['accuracy']:.2f}%)")
+    names = classes or CLASSES  # the run's classes (K of them)
+    save_confusion_png(out / "confusion.png", labels, predictions, title=f"shipped graph in TF 1.4, test split ({100 * report['accuracy']:.2f}%)",
+                       classes=names)
     recall = report.get("per_class_recall", {})
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    values = [100 * (recall.get(c) or 0.0) for c in CLASSES]
-    ax.bar(range(len(CLASSES)), values, color="#4878a8")
-    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45, ha="right")
+    values = [100 * (recall.get(c) or 0.0) for c in names]
+    ax.bar(range(len(names)), values, color="#4878a8")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_ylabel("recall %")
     ax.set_ylim(min(values + [80.0]) - 5, 100)
     ax.set_title("per-class recall of the shipped graph, test split (TF 1.4)")
@@ -389,9 +394,10 @@ def write_report(*, out: Path, recipe: Recipe, data: Path, teacher_dirs: list[Pa
     report: dict[str, Any] = {"recipe": recipe.name, "data": str(data), "rows": rows, "distilled_minus_twin": margins, "agreement": rep.get("agreement"),
                               "timings_s": dict(timings)}
     if (out / "submission.csv").exists() and kaggle_labels is not None:
+        from distill.core.labels import LabelSet
         from distill.submission.scoring import score_submission
 
-        report["submission_agreement_with_labels"] = score_submission(out / "submission.csv", kaggle_labels)
+        report["submission_agreement_with_labels"] = score_submission(out / "submission.csv", kaggle_labels, classes=LabelSet(recipe.data.words).classes)
     write_json(out / "report.json", report)
     write_text(out / "report.md", format_report(report))
     return report

@@ -40,7 +40,7 @@ import numpy as np
 
 from distill.core.errors import BadAudioError, DistillError
 from distill.core.io import exclusive_lock
-from distill.core.labels import CLASS_INDEX, CLASSES, CLIP_SAMPLES, NUM_CLASSES
+from distill.core.labels import CLIP_SAMPLES
 from distill.training.pseudo import (
     DECISIONS,
     RELABEL,
@@ -56,7 +56,8 @@ from distill.training.pseudo import (
 
 STATIC_DIR = Path(__file__).with_name("static")
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".png": "image/png", ".svg": "image/svg+xml"}
-# keys 1..9, 0, -, = relabel as CLASSES[0..11]; the page shows this table
+# keys 1..9, 0, -, = relabel as classes[0..11] (the pseudo-label file's classes: a word list of more than 10
+# words has its later classes without a key); the page shows this table
 RELABEL_KEYS: tuple[str, ...] = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "-", "=")
 MAX_BODY = 64 * 1024
 SPECTROGRAM_CACHE = 256  # PNGs kept in memory (about 100 KB each: RGBA, as matplotlib writes them)
@@ -154,7 +155,7 @@ def _teacher_top1(rows: PseudoRows) -> tuple[tuple[str, ...], list[list[dict]], 
             out.append([])
             continue
         probs = _softmax(np.asarray(soft.logits[:, 0, i], np.float64), temperature)  # (teachers, 12)
-        out.append([{"name": t, "label": CLASSES[int(p.argmax())], "prob": round(float(p.max()), 4)} for t, p in zip(soft.teachers, probs)])
+        out.append([{"name": t, "label": rows.classes[int(p.argmax())], "prob": round(float(p.max()), 4)} for t, p in zip(soft.teachers, probs)])
     return tuple(soft.teachers), out, None
 
 
@@ -172,9 +173,12 @@ def _student_guesses(run_dir: Path, rows: PseudoRows) -> list[dict | None]:
             waves[i] = decode_wav(rows.folder / name)
         except BadAudioError:
             readable[i] = False
-    probs = _softmax(predict(waves), 1.0) if len(waves) else np.zeros((0, NUM_CLASSES))
+    probs = _softmax(predict(waves), 1.0) if len(waves) else np.zeros((0, len(rows.classes)))
+    if probs.shape[1] != len(rows.classes):
+        raise DistillError(f"--student {run_dir}: a {probs.shape[1]}-class model, but the pseudo-labels have {len(rows.classes)} classes "
+                           f"({', '.join(rows.classes)}); give a student of the same word list")
     return [
-        {"label": CLASSES[int(p.argmax())], "prob": round(float(p.max()), 4)} if ok else None
+        {"label": rows.classes[int(p.argmax())], "prob": round(float(p.max()), 4)} if ok else None
         for p, ok in zip(probs, readable)
     ]
 
@@ -203,7 +207,7 @@ class ReviewApp:
             raise
 
     def _load(self, student: Path | None) -> None:
-        self.decisions: dict[str, ReviewDecision] = read_review(self.review_path) if self.review_path.exists() else {}
+        self.decisions: dict[str, ReviewDecision] = read_review(self.review_path, self.rows.classes) if self.review_path.exists() else {}
         self.index = {name: i for i, name in enumerate(self.rows.names)}
         self.teacher_names, self.teacher_top1, self.teacher_note = _teacher_top1(self.rows)
         self.student_name = Path(student).resolve().name if student is not None else None
@@ -236,10 +240,10 @@ class ReviewApp:
         decision = self.decisions.get(name)
         return {
             "fname": name,
-            "label": CLASSES[int(rows.labels[i])],
+            "label": rows.classes[int(rows.labels[i])],
             "confidence": round(float(rows.confidence[i]), 6),
             "agreement": round(float(rows.agreement[i]), 6),
-            "top3": [{"label": CLASSES[int(c)], "prob": round(float(probs[c]), 4)} for c in top],
+            "top3": [{"label": rows.classes[int(c)], "prob": round(float(probs[c]), 4)} for c in top],
             "teachers": self.teacher_top1[i],
             "student": self.student[i] if self.student is not None else None,
             "decision": decision.to_json() if decision is not None else None,
@@ -250,8 +254,8 @@ class ReviewApp:
             clips = [self.clip(i) for i in self.order]
             decided = self.decided()
         return {
-            "classes": list(CLASSES),
-            "keys": list(RELABEL_KEYS),
+            "classes": list(self.rows.classes),
+            "keys": list(RELABEL_KEYS[: len(self.rows.classes)]),
             "pseudo": str(self.pseudo),
             "review": str(self.review_path),
             "folder": str(self.rows.folder),
@@ -314,12 +318,13 @@ class ReviewApp:
         name = self._clip_name(fname)
         if decision not in DECISIONS:
             raise _RequestError(400, f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}")
-        if label is not None and label != "" and (not isinstance(label, str) or label not in CLASS_INDEX):
-            raise _RequestError(400, f"unknown label {label!r}; classes are {', '.join(CLASSES)}")
+        classes = self.rows.classes
+        if label is not None and label != "" and (not isinstance(label, str) or label not in classes):
+            raise _RequestError(400, f"unknown label {label!r}; classes are {', '.join(classes)}")
         if decision == RELABEL and not label:
-            raise _RequestError(400, f"relabel needs a label; classes are {', '.join(CLASSES)}")
+            raise _RequestError(400, f"relabel needs a label; classes are {', '.join(classes)}")
         # accept and reject are about the teachers' label; relabel records the person's
-        stored = label if decision == RELABEL else CLASSES[int(self.rows.labels[self.index[name]])]
+        stored = label if decision == RELABEL else classes[int(self.rows.labels[self.index[name]])]
         record = ReviewDecision(decision, stored, now_timestamp())
         with self._lock:
             if self.closed:

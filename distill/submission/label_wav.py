@@ -10,8 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from distill.core.errors import BadAudioError, DistillError
-from distill.core.labels import CLASSES, NUM_CLASSES
-from distill.submission.predictor import GraphPredictor
+from distill.submission.predictor import GraphPredictor, open_predictor
 
 __all__ = ["LabelWavResult", "label_wav"]
 
@@ -53,11 +52,13 @@ def label_wav(*, model: str | os.PathLike | GraphPredictor, wavs: Sequence[str |
 
     from distill.data.wav import encode_wav, read_wav
 
-    if not 1 <= top_k <= NUM_CLASSES:
-        raise DistillError(f"top_k must be in 1..{NUM_CLASSES}, got {top_k}")
+    if top_k < 1:
+        raise DistillError(f"top_k must be at least 1, got {top_k}")
     if not wavs:
         raise DistillError("no wav files given")
-    predictor = model if isinstance(model, GraphPredictor) else GraphPredictor(model, method="loop", verify=False)
+    predictor = model if hasattr(model, "predict_wav_bytes") else open_predictor(model, method="loop", workers=1, verify=False)  # GraphPredictor, or LiteRT for a .tflite
+    if top_k > predictor.num_classes:  # the model's K: labels.txt names its classes (12 for the Kaggle words)
+        raise DistillError(f"top_k must be in 1..{predictor.num_classes}, got {top_k}")
     results = []
     for wav in wavs:
         path = Path(wav)
@@ -73,5 +74,5 @@ def label_wav(*, model: str | os.PathLike | GraphPredictor, wavs: Sequence[str |
             raise BadAudioError(path, f"the graph's DecodeWav rejected it: {_tf_error_line(err.message)}",
                                 hint=_LABEL_WAV_HINT) from err
         top = np.argsort(-p, kind="stable")[:top_k]
-        results.append(LabelWavResult(path=path, top=[(CLASSES[i], float(p[i])) for i in top], probs=p))
+        results.append(LabelWavResult(path=path, top=[(predictor.classes[i], float(p[i])) for i in top], probs=p))
     return results

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from distill.core.errors import DistillError
-from distill.core.labels import CLASSES, CLIP_SAMPLES, NUM_CLASSES, SAMPLE_RATE
+from distill.core.labels import CLASSES, CLIP_SAMPLES, KAGGLE, NUM_CLASSES, SAMPLE_RATE, SILENCE, UNKNOWN, LabelSet
 from distill.submission.pfor import audio_pfor_converters
 from distill.submission.scoring import LABEL_ALIASES
 
@@ -35,10 +35,12 @@ __all__ = [
     "configure_threads",
     "default_workers",
     "load_graph_def",
+    "open_predictor",
     "resolve_model",
 ]
 
 MODEL_FILE = "model.pb"
+TFLITE_FILE = "model.tflite"
 LABELS_FILE = "labels.txt"
 METHODS = ("auto", "vectorized", "map_fn", "loop")
 AUTO_CANDIDATES = ("vectorized", "map_fn")  # "loop" is never faster (a Python call per clip)
@@ -56,6 +58,8 @@ def resolve_model(model: str | os.PathLike) -> Path:
     path = Path(model)
     if path.is_dir():
         pb = path / MODEL_FILE
+        if not pb.is_file() and (path / TFLITE_FILE).is_file():  # a `distill export --format tflite` folder
+            return path / TFLITE_FILE
         if not pb.is_file():
             found = sorted(p.name for p in path.glob("*.pb"))
             hint = f" (it holds {', '.join(found)}; pass that file's path)" if found else ""
@@ -66,7 +70,9 @@ def resolve_model(model: str | os.PathLike) -> Path:
     return path
 
 
-def _check_labels_file(path: Path) -> None:
+def _check_labels_file(path: Path) -> LabelSet:
+    """The model's classes from its labels file: the Kaggle twelve in CLASSES order, or silence, unknown and
+    another word list (a model of ``--words``)."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as err:
@@ -75,14 +81,27 @@ def _check_labels_file(path: Path) -> None:
     while found and not found[-1]:
         found.pop()
     normalized = [LABEL_ALIASES.get(name, name) for name in found]
-    if tuple(normalized) != CLASSES:
-        diff = next((i for i, (a, b) in enumerate(zip(normalized, CLASSES)) if a != b), min(len(normalized), NUM_CLASSES))
-        got = found[diff] if diff < len(found) else "(end of file)"
-        raise DistillError(
-            f"{path}: labels do not match the model's class order: line {diff + 1} is {got!r}, expected "
-            f"{CLASSES[diff] if diff < NUM_CLASSES else '(end of file)'!r}; the graph's softmax index i must be "
-            f"CLASSES[i] = {', '.join(CLASSES)} ({len(found)} labels found)"
-        )
+    if tuple(normalized) == CLASSES:
+        return KAGGLE
+    if sorted(normalized) != sorted(CLASSES) and tuple(normalized[:2]) == (SILENCE, UNKNOWN) and len(normalized) > 2:
+        try:
+            return LabelSet(normalized[2:])
+        except DistillError as err:
+            raise DistillError(f"{path}: not a usable label list ({str(err).removeprefix('--words: ')})") from None
+    diff = next((i for i, (a, b) in enumerate(zip(normalized, CLASSES)) if a != b), min(len(normalized), NUM_CLASSES))
+    got = found[diff] if diff < len(found) else "(end of file)"
+    raise DistillError(
+        f"{path}: labels do not match the model's class order: line {diff + 1} is {got!r}, expected "
+        f"{CLASSES[diff] if diff < NUM_CLASSES else '(end of file)'!r}; the graph's softmax index i must be "
+        f"CLASSES[i] = {', '.join(CLASSES)} ({len(found)} labels found); a model of another word list "
+        f"lists silence, unknown, then its words"
+    )
+
+
+def model_labels(model: str | os.PathLike) -> LabelSet | None:
+    """The classes a model folder's ``labels.txt`` names (None: no labels file beside the graph)."""
+    labels = resolve_model(model).parent / LABELS_FILE
+    return _check_labels_file(labels) if labels.is_file() else None
 
 
 def load_graph_def(model: str | os.PathLike):
@@ -100,6 +119,16 @@ def load_graph_def(model: str | os.PathLike):
     except (DecodeError, OSError) as err:
         raise DistillError(f"{pb}: not a frozen GraphDef ({err})") from err
     return graph_def, pb
+
+
+def open_predictor(model: Any, *, method: str = DEFAULT_METHOD, chunk: int = DEFAULT_CHUNK, workers: int | None = None, verify: bool = True):
+    """A :class:`GraphPredictor` for a frozen graph, or a LiteRT predictor for a ``.tflite`` model (run by ai-edge-litert)."""
+    if isinstance(model, (str, os.PathLike)) and resolve_model(model).suffix == ".tflite":
+        from distill.compliance.litert_worker import LiteRTPredictor
+
+        path = resolve_model(model)
+        return LiteRTPredictor(path, labels=model_labels(path), workers=workers if workers is not None else default_workers())
+    return GraphPredictor(model, method=method, chunk=chunk, workers=workers, verify=verify)
 
 
 def default_workers() -> int:
@@ -162,6 +191,7 @@ class GraphPredictor:
             graph_def, self.path = model, None
         else:
             graph_def, self.path = load_graph_def(model)
+        named = model_labels(self.path) if self.path is not None else None
         self.notes: list[str] = []
         self.chunk = int(chunk)
         self.workers = max(1, int(workers if workers is not None else default_workers()))
@@ -186,8 +216,17 @@ class GraphPredictor:
         graph = wrapped.graph
         out = graph.get_tensor_by_name(OUTPUT_TENSOR)
         out_shape = out.shape.as_list() if out.shape.rank is not None else None
-        if out_shape is not None and out_shape not in ([1, NUM_CLASSES], [NUM_CLASSES]):
-            raise DistillError(f"{where}: {OUTPUT_TENSOR} has shape {out_shape}, expected [1, {NUM_CLASSES}] or [{NUM_CLASSES}]")
+        # the classes: labels.txt beside the graph names them (any word list); without one, a 12-way graph is Kaggle's
+        k = named.num_classes if named is not None else NUM_CLASSES
+        if out_shape is not None and out_shape not in ([1, k], [k]):
+            if named is None and len(out_shape) in (1, 2) and out_shape[-1] not in (None, NUM_CLASSES):
+                raise DistillError(f"{where}: {OUTPUT_TENSOR} is {out_shape[-1]}-way, not the Kaggle 12: put the model's labels.txt "
+                                   f"(silence, unknown, then its words, one a line) beside it")
+            raise DistillError(f"{where}: {OUTPUT_TENSOR} has shape {out_shape}, expected [1, {k}] or [{k}]"
+                               + (f" ({LABELS_FILE} names {k} classes)" if named is not None else ""))
+        self.labels: LabelSet = named if named is not None else KAGGLE
+        self.classes: tuple[str, ...] = self.labels.classes
+        self.num_classes = k
         feeds = [graph.get_tensor_by_name(AUDIO_TENSOR)]
         uses_rate = names[AUDIO_TENSOR.split(":")[0]] == "DecodeWav"  # then :1, the sample rate, is fed too
         if uses_rate:
@@ -198,9 +237,9 @@ class GraphPredictor:
         rate = tf.constant(SAMPLE_RATE, tf.int32)
         raw = self._clip_fn_raw
 
-        def clip_fn(x):  # (16000,) -> (12,)
+        def clip_fn(x):  # (16000,) -> (K,)
             args = (tf.reshape(x, [CLIP_SAMPLES, 1]), rate) if uses_rate else (tf.reshape(x, [CLIP_SAMPLES, 1]),)
-            return tf.reshape(raw(*args), [NUM_CLASSES])
+            return tf.reshape(raw(*args), [k])
 
         self._clip_fn = clip_fn
         self._single = tf.function(clip_fn, input_signature=[tf.TensorSpec([CLIP_SAMPLES], tf.float32)])
@@ -318,7 +357,7 @@ class GraphPredictor:
         if x.ndim != 2 or x.shape[1] != CLIP_SAMPLES:
             raise DistillError(f"waveforms must have shape (B, {CLIP_SAMPLES}), got {x.shape}")
         if len(x) == 0:
-            return np.zeros((0, NUM_CLASSES), np.float32)
+            return np.zeros((0, self.num_classes), np.float32)
         return self._predict_with(self.method, np.ascontiguousarray(x))
 
     def _predict_with(self, method: str, x: np.ndarray) -> np.ndarray:
@@ -361,5 +400,5 @@ class GraphPredictor:
 
         if self._wav_fn is None:
             raise DistillError("this graph has no wav_data -> DecodeWav input; feed waveforms with predict()")
-        return self._wav_fn(tf.constant(data, dtype=tf.string)).numpy().reshape(NUM_CLASSES)
+        return self._wav_fn(tf.constant(data, dtype=tf.string)).numpy().reshape(self.num_classes)
 

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from distill.core.errors import DistillError
-from distill.core.labels import CLASS_INDEX, CLASSES
+from distill.core.labels import CLASSES
 
 __all__ = ["HEADER", "LABEL_ALIASES", "parse_submission", "read_answer_key", "read_submission", "score_submission", "validate_submission"]
 
@@ -43,8 +43,10 @@ def _read_text(path: Path, what: str) -> str:
         raise DistillError(f"{path}: line {line}: not UTF-8 text (byte 0x{data[err.start]:02x})") from err
 
 
-def parse_submission(path: Path, text: str) -> list[tuple[str, str]]:
-    """The ``(fname, label)`` rows of submission ``text`` (read from ``path``, named in the errors), checked row by row."""
+def parse_submission(path: Path, text: str, classes: Sequence[str] = CLASSES) -> list[tuple[str, str]]:
+    """The ``(fname, label)`` rows of submission ``text`` (read from ``path``, named in the errors), checked row by row;
+    ``classes``: the allowed labels (the Kaggle twelve; a model of another word list, its own)."""
+    allowed = {c: i for i, c in enumerate(classes)}
     if not text:
         raise DistillError(f"{path}: empty file; a submission starts with the header line {HEADER!r}")
     lines = text.split("\n")
@@ -69,11 +71,11 @@ def parse_submission(path: Path, text: str) -> list[tuple[str, str]]:
         fname, label = fields
         if not fname or fname != fname.strip():
             raise DistillError(f"{path}: line {number}: fname {fname!r} is empty or has surrounding spaces")
-        if label not in CLASS_INDEX:
+        if label not in allowed:
             near = LABEL_ALIASES.get(label.strip(), label.strip().lower())
-            hint = f" (did you mean {near!r}?)" if near in CLASS_INDEX else ""
-            raise DistillError(f"{path}: line {number}: label {label!r} of {fname} is not one of the 12 classes "
-                               f"({', '.join(CLASSES)}){hint}")
+            hint = f" (did you mean {near!r}?)" if near in allowed else ""
+            raise DistillError(f"{path}: line {number}: label {label!r} of {fname} is not one of the {len(classes)} classes "
+                               f"({', '.join(classes)}){hint}")
         if fname in seen:
             raise DistillError(f"{path}: line {number}: duplicate fname {fname} (first on line {seen[fname]})")
         seen[fname] = number
@@ -102,7 +104,7 @@ def _check_coverage(path: Path, rows: Sequence[tuple[str, str]], names: Sequence
 
 
 def validate_submission(path: str | os.PathLike, *, test_dir: str | os.PathLike | None = None,
-                        names: Sequence[str] | None = None) -> None:
+                        names: Sequence[str] | None = None, classes: Sequence[str] = CLASSES) -> None:
     """Raise DistillError (naming the file, line and problem) unless ``path`` is a valid submission.
 
     Checks: header exactly ``fname,label``; two fields per row; every label one
@@ -111,7 +113,7 @@ def validate_submission(path: str | os.PathLike, *, test_dir: str | os.PathLike 
     missing and extra counts, with examples).
     """
     path = Path(path)
-    rows = parse_submission(path, _read_text(path, "submission"))
+    rows = parse_submission(path, _read_text(path, "submission"), classes)
     if names is None and test_dir is not None:
         from distill.data.unlabeled import list_unlabeled
 
@@ -122,19 +124,20 @@ def validate_submission(path: str | os.PathLike, *, test_dir: str | os.PathLike 
         _check_coverage(path, rows, names, source)
 
 
-def read_answer_key(path: str | os.PathLike, *, names: Sequence[str] | None = None, source: str = "the clip list") -> list[tuple[str, str]]:
+def read_answer_key(path: str | os.PathLike, *, names: Sequence[str] | None = None, source: str = "the clip list",
+                    classes: Sequence[str] = CLASSES) -> list[tuple[str, str]]:
     """The ``(fname, label)`` rows of an answer key, checked as a submission is; with ``names``, exactly one
     row per clip of ``source``. A missing or malformed key is a DistillError naming it."""
     path = Path(path)
     if not path.exists():
         raise DistillError(f"{path}: no such answer key (--answer-key); give the fname,label CSV of the clips' true labels")
-    rows = parse_submission(path, _read_text(path, "answer key"))
+    rows = parse_submission(path, _read_text(path, "answer key"), classes)
     if names is not None:
         _check_coverage(path, rows, names, source)
     return rows
 
 
-def score_submission(path: str | os.PathLike, answer_key: str | os.PathLike) -> dict[str, Any]:
+def score_submission(path: str | os.PathLike, answer_key: str | os.PathLike, *, classes: Sequence[str] = CLASSES) -> dict[str, Any]:
     """Accuracy, per-class recall, confusion and count of a submission against a ``fname,label`` answer key.
 
     Both files must be valid submissions (the key is checked with the same
@@ -143,11 +146,12 @@ def score_submission(path: str | os.PathLike, answer_key: str | os.PathLike) -> 
     from distill.core.metrics import classification_report
 
     path, answer_key = Path(path), Path(answer_key)
-    key = dict(read_answer_key(answer_key))
-    rows = parse_submission(path, _read_text(path, "submission"))
+    key = dict(read_answer_key(answer_key, classes=classes))
+    rows = parse_submission(path, _read_text(path, "submission"), classes)
     _check_coverage(path, rows, list(key), f"the answer key {answer_key}")
-    labels = np.array([CLASS_INDEX[key[fname]] for fname, _ in rows], dtype=np.int64)
-    predicted = np.array([CLASS_INDEX[label] for _, label in rows], dtype=np.int64)
-    report = classification_report(labels, predicted)
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.array([index[key[fname]] for fname, _ in rows], dtype=np.int64)
+    predicted = np.array([index[label] for _, label in rows], dtype=np.int64)
+    report = classification_report(labels, predicted, classes=tuple(classes))
     return {**report.to_dict(), "submission": str(path), "answer_key": str(answer_key)}
 

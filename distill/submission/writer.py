@@ -25,10 +25,10 @@ import numpy as np
 
 from distill.core.errors import DistillError
 from distill.core.io import atomic_path, check_output, exclusive_lock, sha256_file
-from distill.core.labels import CLASS_INDEX, CLASSES, CLIP_SAMPLES, NUM_CLASSES
+from distill.core.labels import CLASSES, CLIP_SAMPLES
 from distill.core.progress import track
 from distill.data.unlabeled import iter_unlabeled, list_unlabeled
-from distill.submission.predictor import DEFAULT_CHUNK, DEFAULT_METHOD, LABELS_FILE, GraphPredictor, resolve_model
+from distill.submission.predictor import DEFAULT_CHUNK, DEFAULT_METHOD, LABELS_FILE, GraphPredictor, model_labels, open_predictor, resolve_model
 from distill.submission.scoring import HEADER, parse_submission, read_answer_key, score_submission, validate_submission
 
 __all__ = ["SubmissionResult", "write_submission"]
@@ -120,14 +120,16 @@ def write_submission(*, model: str | os.PathLike, test_dir: str | os.PathLike, o
     source = resolve_model(model)
     check_output(out, kind="file", inputs=(source, source.with_name(LABELS_FILE), test_dir, answer_key))
     names = list_unlabeled(test_dir)
+    named = model_labels(source) if predictor is None else predictor.labels  # the model's classes (labels.txt; Kaggle's without one)
+    classes = named.classes if named is not None else CLASSES
     if answer_key is not None:  # a missing or wrong key stops here, not after every clip is predicted
-        read_answer_key(answer_key, names=names, source=str(test_dir))
+        read_answer_key(answer_key, names=names, source=str(test_dir), classes=classes)
     # one writer per CSV: held from before the .part file is opened until after the final rename
     with exclusive_lock(_sidecar(out, ".lock"), what=out, doing="written", remove=True,
                         advice="wait for that `distill submit` to finish or stop it, then run this again (or choose another --out)"):
         own = predictor is None
         if own:
-            predictor = GraphPredictor(model, method=method, chunk=chunk, workers=workers)
+            predictor = open_predictor(model, method=method, chunk=chunk, workers=workers)  # a .tflite runs in LiteRT
         model_path = predictor.path if own else resolve_model(model)
         try:
             result = _write_submission(predictor=predictor, model_path=model_path, test_dir=test_dir, out=out, names=names,
@@ -137,7 +139,7 @@ def write_submission(*, model: str | os.PathLike, test_dir: str | os.PathLike, o
             if own:
                 predictor.close()
     if answer_key is not None:
-        result.score = score_submission(result.out, answer_key)
+        result.score = score_submission(result.out, answer_key, classes=classes)
     return result
 
 
@@ -147,7 +149,7 @@ def _write_submission(*, predictor: GraphPredictor, model_path: Path, test_dir: 
     notes = list(predictor.notes)
     part = _sidecar(out, ".part")
     out.parent.mkdir(parents=True, exist_ok=True)
-    state = _open_part(part, _part_meta(sha256_file(model_path), names, probs=probs), names, resume=resume,
+    state = _open_part(part, _part_meta(sha256_file(model_path), names, probs=probs, classes=predictor.classes), names, resume=resume,
                        skip_bad=skip_bad, notes=notes)
     done = len(state.rows)
     rows, prob_rows = state.rows, state.probs  # (fname, label, bad reason) and probabilities, in clip order
@@ -163,7 +165,7 @@ def _write_submission(*, predictor: GraphPredictor, model_path: Path, test_dir: 
         writer = csv.writer(fh, lineterminator="\n")
         for batch in bar:
             ok = batch.ok
-            batch_probs = np.empty((len(batch), NUM_CLASSES), np.float32)
+            batch_probs = np.empty((len(batch), predictor.num_classes), np.float32)
             if ok.any():
                 t = time.perf_counter()
                 batch_probs[ok] = predictor.predict(batch.waveforms if ok.all() else batch.waveforms[ok])
@@ -173,7 +175,7 @@ def _write_submission(*, predictor: GraphPredictor, model_path: Path, test_dir: 
                     silence = predictor.predict(np.zeros((1, CLIP_SAMPLES), np.float32))[0]
                 batch_probs[~ok] = silence
             for name, p, err in zip(batch.names, batch_probs, batch.errors):
-                label = CLASSES[int(p.argmax())]
+                label = predictor.classes[int(p.argmax())]
                 reason = "" if err is None else _clean_reason(err.reason)
                 line = [name, label, reason]
                 if probs:
@@ -199,9 +201,9 @@ def _write_submission(*, predictor: GraphPredictor, model_path: Path, test_dir: 
     if bad_now:
         print(f"warning: {len(bad_now)} clip(s) could not be read and were predicted as digital silence "
               f"(all zeros); see {_sidecar(out, '.bad.tsv')}", file=sys.stderr)
-    bad, bad_report, probs_path = _finish(out, rows, prob_rows if probs else None, names, notes)
+    bad, bad_report, probs_path = _finish(out, rows, prob_rows if probs else None, names, notes, classes=predictor.classes)
     part.unlink()
-    counts = {c: 0 for c in CLASSES}
+    counts = {c: 0 for c in predictor.classes}
     for _, label, _ in rows:
         counts[label] += 1
     seconds = time.perf_counter() - t0
@@ -215,14 +217,14 @@ def _write_submission(*, predictor: GraphPredictor, model_path: Path, test_dir: 
 
 
 def _finish(out: Path, rows: list[tuple[str, str, str]], prob_rows: list[np.ndarray] | None, names: Sequence[str],
-            notes: list[str]) -> tuple[list[tuple[str, str]], Path | None, Path | None]:
+            notes: list[str], classes: Sequence[str] = CLASSES) -> tuple[list[tuple[str, str]], Path | None, Path | None]:
     """Write the sorted CSV (validated), ``<out>.bad.tsv`` and ``<out>.probs.npz``; (bad clips, their report, the npz)."""
     order = sorted(range(len(rows)), key=lambda i: rows[i][0])
     text = HEADER + "\n" + "".join(f"{rows[i][0]},{rows[i][1]}\n" for i in order)
-    parse_submission(out, text)  # never rename an invalid file into place
+    parse_submission(out, text, classes)  # never rename an invalid file into place
     with atomic_path(out) as tmp:
         tmp.write_text(text, encoding="utf-8", newline="")
-    validate_submission(out, names=names)
+    validate_submission(out, names=names, classes=classes)
 
     bad = [(name, reason) for name, _, reason in rows if reason]
     bad_report = _sidecar(out, ".bad.tsv")
@@ -239,7 +241,7 @@ def _finish(out: Path, rows: list[tuple[str, str, str]], prob_rows: list[np.ndar
             with open(tmp, "wb") as pf:
                 np.savez(pf, names=np.array([rows[i][0] for i in order]),
                          probs=np.stack([prob_rows[i] for i in order]).astype(np.float16),
-                         classes=np.array(CLASSES))
+                         classes=np.array(classes))
     return bad, bad_report if bad else None, probs_path
 
 
@@ -254,13 +256,16 @@ def _clean_reason(reason: str) -> str:
     return " ".join(str(reason).split())  # one line, no tabs: it goes into a CSV field and a TSV
 
 
-def _part_meta(model_sha: str, names: Sequence[str], *, probs: bool) -> dict[str, Any]:
-    return {"model_sha256": model_sha, "clips": len(names),
+def _part_meta(model_sha: str, names: Sequence[str], *, probs: bool, classes: Sequence[str] = CLASSES) -> dict[str, Any]:
+    meta = {"model_sha256": model_sha, "clips": len(names),
             "names_sha256": hashlib.sha256("\n".join(names).encode("utf-8")).hexdigest(), "probs": bool(probs)}
+    if tuple(classes) != CLASSES:
+        meta["classes"] = list(classes)  # a model of another word list (Kaggle partial files stay as they were)
+    return meta
 
 
-def _part_header(probs: bool) -> list[str]:
-    return ["fname", "label", "bad_reason", *([f"p_{c}" for c in CLASSES] if probs else [])]
+def _part_header(probs: bool, classes: Sequence[str] = CLASSES) -> list[str]:
+    return ["fname", "label", "bad_reason", *([f"p_{c}" for c in classes] if probs else [])]
 
 
 @dataclass
@@ -289,10 +294,11 @@ def _read_part(part: Path, meta: dict[str, Any], names: Sequence[str], *, skip_b
     offset = len(first) + 1
     header, sep, rest = rest.partition(b"\n")
     probs = meta["probs"]
-    if not sep or header.decode("utf-8", "replace") != ",".join(_part_header(probs)):
+    classes = tuple(meta.get("classes", CLASSES))
+    if not sep or header.decode("utf-8", "replace") != ",".join(_part_header(probs, classes)):
         return None, "its header is damaged"
     offset += len(header) + 1
-    want_fields = 3 + (NUM_CLASSES if probs else 0)
+    want_fields = 3 + (len(classes) if probs else 0)
     rows: list[tuple[str, str, str]] = []
     prob_rows: list[np.ndarray] = []
     for raw in rest.split(b"\n")[:-1]:  # the piece after the last newline is an incomplete row
@@ -301,7 +307,7 @@ def _read_part(part: Path, meta: dict[str, Any], names: Sequence[str], *, skip_b
         except (UnicodeDecodeError, StopIteration, csv.Error):
             return None, f"row {len(rows) + 1} is damaged"
         i = len(rows)
-        if len(fields) != want_fields or i >= len(names) or fields[0] != names[i] or fields[1] not in CLASS_INDEX:
+        if len(fields) != want_fields or i >= len(names) or fields[0] != names[i] or fields[1] not in classes:
             return None, f"row {i + 1} ({raw[:60]!r}) is not clip {i + 1} of the sorted clip list"
         if probs:
             try:
@@ -332,7 +338,7 @@ def _open_part(part: Path, meta: dict[str, Any], names: Sequence[str], *, resume
     if state is None:
         with open(part, "w", encoding="utf-8", newline="") as fh:
             fh.write(_PART_MAGIC + json.dumps(meta, sort_keys=True) + "\n")
-            csv.writer(fh, lineterminator="\n").writerow(_part_header(meta["probs"]))
+            csv.writer(fh, lineterminator="\n").writerow(_part_header(meta["probs"], tuple(meta.get("classes", CLASSES))))
         return _Resume([], [], part.stat().st_size)
     with open(part, "r+b") as fh:
         fh.truncate(state.offset)  # drop an incomplete last row

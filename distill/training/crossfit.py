@@ -120,12 +120,15 @@ class FoldGroup:
 
         def predict(audio: np.ndarray, positions: np.ndarray) -> np.ndarray:
             fold = folds_of_examples[positions]
-            out = np.empty((len(audio), 12), np.float32)
+            out = None  # (N, K): K is the runs' logit width (12 for the Kaggle words)
             for k, run_predict in enumerate(self.predictors):
                 chosen = np.flatnonzero(fold == k)
                 if len(chosen):
-                    out[chosen] = log_softmax(run_predict(audio[chosen]), axis=-1)
-            return out
+                    part = log_softmax(run_predict(audio[chosen]), axis=-1)
+                    if out is None:
+                        out = np.empty((len(audio), part.shape[-1]), np.float32)
+                    out[chosen] = part
+            return out if out is not None else np.empty((len(audio), 12), np.float32)
 
         return predict
 

@@ -35,7 +35,7 @@ import numpy as np
 from distill.core.config import RecipeSource, load_config, save_config, to_dict
 from distill.core.errors import DamagedFileError, DistillError
 from distill.core.io import atomic_path, load_archive, write_json
-from distill.core.labels import CLASSES, NUM_CLASSES
+from distill.core.labels import TARGET_WORDS, LabelSet
 from distill.core.metrics import classification_report
 from distill.core.registry import STUDENTS, TEACHERS
 from distill.data.augment import AugmentConfig, augment_waveforms
@@ -114,17 +114,25 @@ class RunConfig:
     # the content fingerprint of the tree trained on (DecodedDataset.content_fingerprint), set by fit: what a
     # resume or a later stage compares, so a copied or moved tree is the same data; ``data`` keeps the path
     data_content: str | None = None
+    # the target words: classes are ("silence", "unknown", *words), K = len(words) + 2 logits (the Kaggle ten by default)
+    words: tuple[str, ...] = TARGET_WORDS
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise DistillError(f"family must be one of {sorted(FAMILIES)}, got {self.family!r}")
+        object.__setattr__(self, "words", tuple(self.words))
+        LabelSet(self.words)  # refuses an empty list, repeats and the reserved names
+
+    @property
+    def labels(self) -> LabelSet:
+        return LabelSet(self.words)
 
 
 @dataclass
 class Batch:
     waveforms: np.ndarray  # (B, 16000) float32
     labels: np.ndarray  # (B,) int64 hard labels
-    soft: np.ndarray | None = None  # (B, 12) teacher probabilities at temperature T
+    soft: np.ndarray | None = None  # (B, K) teacher probabilities at temperature T
 
 
 class BatchSource(Protocol):
@@ -150,7 +158,7 @@ class AugmentedSource:
         self.steps_per_epoch = max(1, size // self.batch_size)
 
     def _examples(self, epoch: int) -> ExampleSet:
-        examples = make_examples(self.dataset, split="training", mix=self.config.mix, seed=epoch_seed(self.config.seed, epoch))
+        examples = make_examples(self.dataset, split="training", mix=self.config.mix, seed=epoch_seed(self.config.seed, epoch), labels=self.config.labels)
         return without_fold(self.dataset, examples, self.config.holdout)
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
@@ -245,7 +253,7 @@ def build_model(config: RunConfig):
 
         extra["feature_augment"] = SpecAugment.from_augment_config(config.augment, seed=config.seed)
     try:
-        return builder(size=config.size, frontend=config.frontend, seed=config.seed, **extra)
+        return builder(size=config.size, num_classes=config.labels.num_classes, frontend=config.frontend, seed=config.seed, **extra)
     except ValueError as err:
         raise DistillError(f"{config.family} '{config.arch}': {err}") from err
 
@@ -322,7 +330,7 @@ def _checkpoint_fix(path: Path) -> str:
 
 
 def make_predictor(model, batch_size: int = 256) -> Callable[[np.ndarray], np.ndarray]:
-    """A compiled ``waveforms (N, 16000) -> logits (N, 12)`` function, batched."""
+    """A compiled ``waveforms (N, 16000) -> logits (N, K)`` function, batched."""
     import tensorflow as tf
 
     @tf.function(input_signature=[tf.TensorSpec([None, 16000], tf.float32)], reduce_retracing=True)
@@ -331,7 +339,7 @@ def make_predictor(model, batch_size: int = 256) -> Callable[[np.ndarray], np.nd
 
     def predict(waveforms: np.ndarray) -> np.ndarray:
         out = [forward(np.ascontiguousarray(waveforms[i : i + batch_size], np.float32)).numpy() for i in range(0, len(waveforms), batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES), np.float32)
+        return np.concatenate(out) if out else np.zeros((0, int(model.output_shape[-1])), np.float32)
 
     return predict
 
@@ -346,13 +354,15 @@ def open_run_dataset(config: RunConfig, *, progress: bool) -> DecodedDataset:
 
 def evaluation_examples(dataset: DecodedDataset, config: RunConfig, split: str) -> ExampleSet:
     """The tutorial's composition (every target clip, unknown and silence at the mix shares), clean and fixed."""
-    return make_examples(dataset, split=split, mix=config.mix, seed=EVALUATION_SEED)
+    return make_examples(dataset, split=split, mix=config.mix, seed=EVALUATION_SEED, labels=config.labels)
 
 
-def evaluate(predict: Callable[[np.ndarray], np.ndarray], dataset: DecodedDataset, examples: ExampleSet, batch_size: int = 512) -> dict:
+def evaluate(predict: Callable[[np.ndarray], np.ndarray], dataset: DecodedDataset, examples: ExampleSet, batch_size: int = 512,
+             labels: LabelSet | None = None) -> dict:
+    labels = labels or LabelSet(TARGET_WORDS)
     logits = [predict(materialize(dataset, examples, np.arange(i, min(i + batch_size, len(examples))))) for i in range(0, len(examples), batch_size)]
-    logits = np.concatenate(logits) if logits else np.zeros((0, NUM_CLASSES), np.float32)
-    return classification_report(examples.labels, logits).to_dict()
+    logits = np.concatenate(logits) if logits else np.zeros((0, labels.num_classes), np.float32)
+    return classification_report(examples.labels, logits, classes=labels.classes).to_dict()
 
 
 # ---------------------------------------------------------------- the loop
@@ -437,7 +447,7 @@ def _fit_in_held_folder(*, config: RunConfig, run_dir: Path, resume: bool, sourc
     validation = evaluation_examples(dataset, config, "validation")
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard"))
     started = time.time()
-    empty_soft = np.zeros((schedule.batch_size, NUM_CLASSES), np.float32)
+    empty_soft = np.zeros((schedule.batch_size, config.labels.num_classes), np.float32)
     from distill.core.progress import track
 
     try:
@@ -466,7 +476,7 @@ def _fit_in_held_folder(*, config: RunConfig, run_dir: Path, resume: bool, sourc
                             tf.summary.scalar("train/learning_rate", lr, step=state["step"])
                     if schedule.checkpoint_every_steps and state["step"] % schedule.checkpoint_every_steps == 0:
                         _save_checkpoint(run_dir / LAST, model, optimizer, state)
-            val = evaluate(predict, dataset, validation)
+            val = evaluate(predict, dataset, validation, labels=config.labels)
             with interrupt_deferred():  # the epoch's record, best checkpoint and last checkpoint: all or none
                 state["history"].append({"epoch": epoch + 1, "step": state["step"], "loss": float(np.mean(losses)) if losses else None, "val_accuracy": val["accuracy"]})
                 state["epoch_losses"] = []
@@ -494,9 +504,9 @@ def _fit_in_held_folder(*, config: RunConfig, run_dir: Path, resume: bool, sourc
         "checkpoint": schedule.keep,
         "best_epoch": state["best_epoch"],
         "steps": state["step"],
-        "validation": evaluate(predict, dataset, validation),
-        "test": evaluate(predict, dataset, evaluation_examples(dataset, config, "testing")),
-        "classes": list(CLASSES),
+        "validation": evaluate(predict, dataset, validation, labels=config.labels),
+        "test": evaluate(predict, dataset, evaluation_examples(dataset, config, "testing"), labels=config.labels),
+        "classes": list(config.labels.classes),
     }
     write_json(run_dir / "metrics.json", metrics)
     return FitResult(run_dir=run_dir, metrics=metrics, seconds=time.time() - started, resumed_from_step=resumed_from)
@@ -555,7 +565,7 @@ def score_run(run_dir: Path, *, checkpoint: str | None = None, splits: tuple[str
         datasets[config.data] = open_run_dataset(config, progress=False)
     dataset = datasets[config.data]
     predict = make_predictor(model)
-    return {split: evaluate(predict, dataset, evaluation_examples(dataset, config, split))["accuracy"] for split in splits}
+    return {split: evaluate(predict, dataset, evaluation_examples(dataset, config, split), labels=config.labels)["accuracy"] for split in splits}
 
 
 # ---------------------------------------------------------------- several runs in parallel

@@ -34,7 +34,7 @@ import numpy as np
 from distill import __version__
 from distill.core.errors import DistillError
 from distill.core.io import check_output, read_json, write_json, write_text
-from distill.core.labels import CLASS_INDEX, CLASSES, CLIP_SAMPLES, NUM_CLASSES
+from distill.core.labels import CLASSES, CLIP_SAMPLES, LabelSet
 
 __all__ = [
     "DECISIONS",
@@ -55,7 +55,12 @@ __all__ = [
 ]
 
 PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{c}" for c in CLASSES)
-PSEUDO_COLUMNS: tuple[str, ...] = ("fname", "label", "confidence", "agreement", *PROB_COLUMNS)
+PSEUDO_COLUMNS: tuple[str, ...] = ("fname", "label", "confidence", "agreement", *PROB_COLUMNS)  # the Kaggle words' header
+
+
+def pseudo_columns(classes: tuple[str, ...] = CLASSES) -> tuple[str, ...]:
+    """The pseudo-label CSV header for a word list's classes (``PSEUDO_COLUMNS`` for the Kaggle twelve)."""
+    return ("fname", "label", "confidence", "agreement", *(f"p_{c}" for c in classes))
 REVIEW_COLUMNS: tuple[str, ...] = ("fname", "decision", "label", "timestamp")
 ACCEPT, REJECT, RELABEL = "accept", "reject", "relabel"
 DECISIONS: tuple[str, ...] = (ACCEPT, REJECT, RELABEL)
@@ -115,15 +120,15 @@ def parse_class_thresholds(items: Iterable[str] | None) -> dict[str, float]:
     return out
 
 
-def _class_thresholds(threshold: float, class_thresholds: Mapping[str, float] | None) -> np.ndarray:
+def _class_thresholds(threshold: float, class_thresholds: Mapping[str, float] | None, classes: tuple[str, ...] = CLASSES) -> np.ndarray:
     if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
         raise DistillError(f"--threshold must be a probability in [0, 1], got {threshold}")
     given = dict(class_thresholds or {})
-    unknown = sorted(set(given) - set(CLASSES))
+    unknown = sorted(set(given) - set(classes))
     if unknown:
-        raise DistillError(f"class thresholds name unknown classes {unknown}; classes are {', '.join(CLASSES)}")
-    values = np.array([given.get(c, threshold) for c in CLASSES], dtype=np.float64)
-    for name, value in zip(CLASSES, values):
+        raise DistillError(f"class thresholds name unknown classes {unknown}; classes are {', '.join(classes)}")
+    values = np.array([given.get(c, threshold) for c in classes], dtype=np.float64)
+    for name, value in zip(classes, values):
         if not (math.isfinite(value) and 0.0 <= value <= 1.0):
             raise DistillError(f"--class-threshold {name}={value}: must be a probability in [0, 1]")
     return values
@@ -151,7 +156,7 @@ def select_pseudo_labels(
     from distill.training.soft_labels import UNLABELED, ensemble_probabilities, load_soft_labels
 
     soft_labels, out = Path(soft_labels), Path(out)
-    thresholds = _class_thresholds(threshold, class_thresholds)
+    _class_thresholds(threshold, class_thresholds, tuple(class_thresholds or ()) or CLASSES)  # bad numbers fail before any reading
     if not (math.isfinite(min_agreement) and 0.0 <= min_agreement <= 1.0):
         raise DistillError(f"--min-agreement must be a fraction in [0, 1], got {min_agreement}")
     if max_per_class is not None and max_per_class < 0:
@@ -167,6 +172,8 @@ def select_pseudo_labels(
     if not (soft_labels / UNLABELED / "names.txt").exists():
         raise DistillError(f"{soft_labels}: holds no soft labels of an unlabeled folder; run `distill teachers predict` with --unlabeled FOLDER")
     soft = load_soft_labels(soft_labels, UNLABELED)
+    classes = soft.config.labels.classes  # the teachers' word list
+    thresholds = _class_thresholds(threshold, class_thresholds, classes)
     if soft.config.unlabeled is None:
         raise DistillError(f"{soft_labels}/config.json names no unlabeled folder; run `distill teachers predict` with --unlabeled FOLDER")
     names = list(soft.names or [])
@@ -183,7 +190,7 @@ def select_pseudo_labels(
     chosen = np.flatnonzero(keep)
     if max_per_class is not None:
         capped = []
-        for c in range(NUM_CLASSES):
+        for c in range(len(classes)):
             rows = chosen[labels[chosen] == c]
             order = sorted(rows.tolist(), key=lambda r: (-float(confidence[r]), names[r]))
             capped.extend(order[:max_per_class])
@@ -192,14 +199,14 @@ def select_pseudo_labels(
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(PSEUDO_COLUMNS)
+    writer.writerow(pseudo_columns(classes))
     for r in chosen:
-        writer.writerow([names[r], CLASSES[labels[r]], f"{confidence[r]:.6f}", f"{agreement[r]:.6f}", *(f"{p:.6f}" for p in probs[r])])
+        writer.writerow([names[r], classes[labels[r]], f"{confidence[r]:.6f}", f"{agreement[r]:.6f}", *(f"{p:.6f}" for p in probs[r])])
     write_text(out, buf.getvalue())
 
-    counts = {c: 0 for c in CLASSES}
+    counts = {c: 0 for c in classes}
     for r in chosen:
-        counts[CLASSES[labels[r]]] += 1
+        counts[classes[labels[r]]] += 1
     from distill.data.unlabeled import resolve_unlabeled  # Kaggle's test/ -> test/audio, exactly as the soft labels read it
 
     try:
@@ -218,7 +225,8 @@ def select_pseudo_labels(
             "view": 0,
             "temperature": temperature,
             "threshold": threshold,
-            "class_thresholds": dict(zip(CLASSES, thresholds.tolist())),
+            "class_thresholds": dict(zip(classes, thresholds.tolist())),
+            "words": list(classes[2:]),
             "min_agreement": min_agreement,
             "max_per_class": max_per_class,
             "candidates": len(names),
@@ -245,6 +253,7 @@ class PseudoRows:
     folder: Path  # the unlabeled folder the names are in
     soft_labels: Path
     settings: dict
+    classes: tuple[str, ...] = CLASSES  # the word list's classes, from the CSV's p_<class> columns
 
     def __len__(self) -> int:
         return len(self.names)
@@ -289,10 +298,28 @@ def _read_rows(path: Path, expected: tuple[str, ...], what: str) -> Iterable[tup
         raise DistillError(f"{path}:{reader.line_num}: malformed CSV ({err})") from None
 
 
-def _label(value: str, *, where: str, column: str = "label") -> int:
-    if value not in CLASS_INDEX:
-        raise DistillError(f"{where}: unknown {column} {value!r}; classes are {', '.join(CLASSES)}")
-    return CLASS_INDEX[value]
+def _label(value: str, *, where: str, column: str = "label", classes: tuple[str, ...] = CLASSES) -> int:
+    if value not in classes:
+        raise DistillError(f"{where}: unknown {column} {value!r}; classes are {', '.join(classes)}")
+    return classes.index(value)
+
+
+def _csv_classes(path: Path) -> tuple[str, ...]:
+    """The classes a pseudo-label CSV's header names (its p_<class> columns); the Kaggle twelve when it names none."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            header = next(csv.reader(fh), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return CLASSES  # _read_rows names what is wrong
+    if not header or tuple(h.strip() for h in header[:4]) != PSEUDO_COLUMNS[:4] or len(header) < 7:
+        return CLASSES
+    named = tuple(h.strip()[2:] for h in header[4:] if h.strip().startswith("p_"))
+    if len(named) != len(header) - 4 or named[:2] != CLASSES[:2] or named == CLASSES:
+        return CLASSES
+    try:
+        return LabelSet(named[2:]).classes
+    except DistillError:
+        return CLASSES
 
 
 def read_pseudo_csv(path: Path) -> PseudoRows:
@@ -303,7 +330,8 @@ def read_pseudo_csv(path: Path) -> PseudoRows:
     labels: list[int] = []
     numbers: list[list[float]] = []
     seen: dict[str, str] = {}
-    for where, row in _read_rows(path, PSEUDO_COLUMNS, "pseudo-label file"):
+    classes = _csv_classes(path)
+    for where, row in _read_rows(path, pseudo_columns(classes), "pseudo-label file"):
         fname = row[0]
         if not check_clip_name(fname):
             raise DistillError(f"{where}: {fname!r} is not a plain clip file name inside the unlabeled folder")
@@ -311,8 +339,8 @@ def read_pseudo_csv(path: Path) -> PseudoRows:
             raise DistillError(f"{where}: {fname} is listed twice (first at {seen[fname]})")
         seen[fname] = where
         names.append(fname)
-        labels.append(_label(row[1], where=where))
-        numbers.append([_float(v, where=where, column=c) for c, v in zip(PSEUDO_COLUMNS[2:], row[2:])])
+        labels.append(_label(row[1], where=where, classes=classes))
+        numbers.append([_float(v, where=where, column=c) for c, v in zip(pseudo_columns(classes)[2:], row[2:])])
     if not config_path.exists():
         raise DistillError(f"{config_path}: missing; it records the unlabeled folder of {path.name} (written by `distill pseudo select`)")
     try:
@@ -321,7 +349,7 @@ def read_pseudo_csv(path: Path) -> PseudoRows:
         raise DistillError(f"{config_path}: unreadable selection settings ({err})") from None
     if not isinstance(settings, dict) or settings.get("kind") != SELECTION_KIND or "unlabeled" not in settings:
         raise DistillError(f"{config_path}: not the settings of a pseudo-label selection (written by `distill pseudo select`)")
-    table = np.asarray(numbers, dtype=np.float32).reshape(len(names), 2 + NUM_CLASSES)
+    table = np.asarray(numbers, dtype=np.float32).reshape(len(names), 2 + len(classes))
     arrays = {
         "labels": np.asarray(labels, dtype=np.int64),
         "confidence": np.ascontiguousarray(table[:, 0]),
@@ -332,7 +360,7 @@ def read_pseudo_csv(path: Path) -> PseudoRows:
         value.flags.writeable = False
     return PseudoRows(
         path=path, names=tuple(names), folder=Path(settings["unlabeled"]), soft_labels=Path(settings.get("soft_labels", "")),
-        settings=settings, **arrays,
+        settings=settings, classes=classes, **arrays,
     )
 
 
@@ -350,8 +378,8 @@ def now_timestamp() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def read_review(path: Path) -> dict[str, ReviewDecision]:
-    """Decisions of a review CSV, by clip name (a clip listed twice: the later row wins)."""
+def read_review(path: Path, classes: tuple[str, ...] = CLASSES) -> dict[str, ReviewDecision]:
+    """Decisions of a review CSV, by clip name (a clip listed twice: the later row wins); ``classes``: the labels allowed."""
     out: dict[str, ReviewDecision] = {}
     for where, (fname, decision, label, timestamp) in _read_rows(Path(path), REVIEW_COLUMNS, "review file"):
         if not check_clip_name(fname):
@@ -359,9 +387,9 @@ def read_review(path: Path) -> dict[str, ReviewDecision]:
         if decision not in DECISIONS:
             raise DistillError(f"{where}: unknown decision {decision!r}; expected one of {', '.join(DECISIONS)}")
         if decision == RELABEL and not label:
-            raise DistillError(f"{where}: relabel needs a label; classes are {', '.join(CLASSES)}")
+            raise DistillError(f"{where}: relabel needs a label; classes are {', '.join(classes)}")
         if label:
-            _label(label, where=where)
+            _label(label, where=where, classes=classes)
         out[fname] = ReviewDecision(decision, label, timestamp)
     return out
 
@@ -391,6 +419,7 @@ class PseudoSet:
     relabelled: np.ndarray  # bool (N,): a person replaced the teachers' label
     review: Path | None = None  # the review file applied, if any
     rejected: int = 0  # clips dropped by review
+    classes: tuple[str, ...] = CLASSES  # the word list's classes (what ``labels`` index)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -424,7 +453,7 @@ def load_pseudo(path: Path, *, review: Path | None = None) -> PseudoSet:
         review = candidate if candidate.exists() else None
     elif not Path(review).exists():
         raise DistillError(f"{review}: review file does not exist")
-    decisions = read_review(Path(review)) if review is not None else {}
+    decisions = read_review(Path(review), rows.classes) if review is not None else {}
     keep: list[int] = []
     labels = rows.labels.copy()
     probs = rows.probs.copy()
@@ -436,8 +465,8 @@ def load_pseudo(path: Path, *, review: Path | None = None) -> PseudoSet:
             rejected += 1
             continue
         if d is not None and d.decision == RELABEL:
-            labels[i] = CLASS_INDEX[d.label]
-            probs[i] = np.eye(NUM_CLASSES, dtype=np.float32)[labels[i]]
+            labels[i] = rows.classes.index(d.label)
+            probs[i] = np.eye(len(rows.classes), dtype=np.float32)[labels[i]]
             relabelled[i] = True
         keep.append(i)
     idx = np.asarray(keep, dtype=np.int64)
@@ -452,4 +481,5 @@ def load_pseudo(path: Path, *, review: Path | None = None) -> PseudoSet:
         relabelled=relabelled[idx],
         review=Path(review) if review is not None else None,
         rejected=rejected,
+        classes=rows.classes,
     )

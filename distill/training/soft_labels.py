@@ -5,9 +5,11 @@ Layout of a soft-label folder (what ``distill teachers predict`` writes and
 
     config.json                    PredictConfig
     <split>/examples.npz           the ExampleSet every array below is aligned to
-    <split>/logits_<teacher>.npy   float16 (views, N, 12); view 0 is the clean clip
+    <split>/logits_<teacher>.npy   float16 (views, N, K); view 0 is the clean clip
     unlabeled/names.txt            clip names of an unlabeled folder, one per line
-    unlabeled/logits_<teacher>.npy float16 (views, M, 12)
+    unlabeled/logits_<teacher>.npy float16 (views, M, K)
+
+K is the number of classes of the teachers' word list (``PredictConfig.words``; 12 for the Kaggle ten).
 
 A ``--teacher`` may also be a fold group written by ``teachers train --folds K``
 (see ``distill.training.crossfit``): its training-split entries are the log-probabilities of
@@ -36,6 +38,7 @@ import numpy as np
 from distill.core.config import load_config, save_config, to_dict
 from distill.core.errors import DistillError
 from distill.core.io import atomic_path, check_output, load_array, write_text
+from distill.core.labels import TARGET_WORDS, LabelSet, refuse_other_words
 from distill.core.metrics import softmax
 from distill.core.progress import track
 from distill.data.augment import AugmentConfig, augment_waveforms
@@ -62,6 +65,11 @@ class PredictConfig:
     # later run compares, so copied or moved folders are the same data; the paths are kept for information
     data_content: str | None = None
     unlabeled_content: str | None = None
+    words: tuple[str, ...] = TARGET_WORDS  # the teachers' word list: logits are K = len(words) + 2 wide
+
+    @property
+    def labels(self) -> LabelSet:
+        return LabelSet(self.words)
 
 
 # a folder's path, and the field with its content fingerprint
@@ -85,8 +93,9 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
             np.save(fh, array)
 
 
-def _predict_chunks(*, predict: Callable[[np.ndarray, np.ndarray], np.ndarray], count: int, load_audio, seeds: np.ndarray, views: int, augment: AugmentConfig, noise, parts_dir: Path, final: Path, chunk: int, description: str, progress: bool) -> None:
-    """Fill ``final`` (views, count, 12) float16, one saved chunk at a time; ``predict(audio, positions)``."""
+def _predict_chunks(*, predict: Callable[[np.ndarray, np.ndarray], np.ndarray], count: int, load_audio, seeds: np.ndarray, views: int, augment: AugmentConfig, noise, parts_dir: Path, final: Path, chunk: int, description: str, progress: bool,
+                    num_classes: int = 12) -> None:
+    """Fill ``final`` (views, count, K) float16, one saved chunk at a time; ``predict(audio, positions)``."""
     if final.exists():
         return
     parts_dir.mkdir(parents=True, exist_ok=True)
@@ -97,13 +106,13 @@ def _predict_chunks(*, predict: Callable[[np.ndarray, np.ndarray], np.ndarray], 
             continue
         positions = np.arange(start, min(start + chunk, count))
         clean = load_audio(positions)
-        out = np.empty((views, len(positions), 12), np.float16)
+        out = np.empty((views, len(positions), num_classes), np.float16)
         for view in range(views):
             audio = clean if view == 0 else augment_waveforms(clean, seeds=seeds[positions], view=view, noise=noise, config=augment)
             out[view] = predict(audio, positions)
         _save_npy(part, out)
     redo = "delete it and re-run `distill teachers predict` with the same options (that chunk is predicted again)"
-    merged = np.concatenate([load_array(parts_dir / f"{s:09d}.npy", fix=redo) for s in starts], axis=1) if starts else np.zeros((views, 0, 12), np.float16)
+    merged = np.concatenate([load_array(parts_dir / f"{s:09d}.npy", fix=redo) for s in starts], axis=1) if starts else np.zeros((views, 0, num_classes), np.float16)
     _save_npy(final, merged)
     for s in starts:
         (parts_dir / f"{s:09d}.npy").unlink()
@@ -212,11 +221,13 @@ def predict_soft_labels(
     cache_dir: Path | None = None,
     progress: bool = True,
     reuse: Path | None = None,
+    words: tuple[str, ...] | None = None,
 ) -> PredictResult:
     """Write per-teacher logits for every split (and an unlabeled folder); re-running resumes.
 
     ``reuse``: another soft-label folder made with the same options; the teachers it shares with this
-    one are linked in rather than predicted again (see ``adopt_soft_labels``)."""
+    one are linked in rather than predicted again (see ``adopt_soft_labels``). ``words``: the word list asked for
+    (None: the teachers'); every teacher must have been trained on it."""
     from distill.training.fit import EVALUATION_SEED
 
     if not teacher_runs:
@@ -226,6 +237,7 @@ def predict_soft_labels(
     teacher_runs = [Path(r) for r in teacher_runs]
     check_output(out, kind="folder", inputs=(data, unlabeled, reuse, *teacher_runs))  # before any work: a file there, a read-only folder, an input
     fold_groups = [finished_teacher(run) for run in teacher_runs]  # every teacher is checked before any is run
+    words = teachers_words(teacher_runs, fold_groups, words)
     names = [teacher_name(r) for r in teacher_runs]
     if len(set(names)) != len(names):
         raise DistillError(f"teacher run folders must have distinct names, got {names}")
@@ -233,7 +245,7 @@ def predict_soft_labels(
     folder = open_unlabeled(Path(unlabeled), cache_dir=cache_dir, progress=progress) if unlabeled else None
     config = predict_config(teacher_runs=teacher_runs, data=data, views=views, splits=splits, unlabeled=unlabeled, mix=mix, augment=augment,
                             seed=seed, chunk=chunk, data_content=dataset.content_fingerprint,
-                            unlabeled_content=folder.content_fingerprint if folder is not None else None)
+                            unlabeled_content=folder.content_fingerprint if folder is not None else None, words=words)
     out = Path(out)
     fresh = not (out / "config.json").exists()
     refuse_other_predictions(out, config)
@@ -250,7 +262,8 @@ def predict_soft_labels(
             example_sets[split] = ExampleSet.load(path)
         else:
             # evaluation splits use the fit loop's fixed examples, so reports compare like with like
-            example_sets[split] = make_examples(dataset, split=split, mix=mix, seed=seed if split == "training" else EVALUATION_SEED, all_unknown=(split == "training"))
+            example_sets[split] = make_examples(dataset, split=split, mix=mix, seed=seed if split == "training" else EVALUATION_SEED, all_unknown=(split == "training"),
+                                                labels=LabelSet(words))
             path.parent.mkdir(parents=True, exist_ok=True)
             example_sets[split].save(path)
     if folder is not None:
@@ -263,18 +276,31 @@ def predict_soft_labels(
             _predict_chunks(
                 predict=predictors[split], count=len(examples), load_audio=lambda pos, ex=examples: materialize(dataset, ex, pos), seeds=examples.seeds,
                 views=views, augment=augment, noise=dataset.noise, parts_dir=out / split / f".parts_{name}", final=out / split / f"logits_{name}.npy",
-                chunk=chunk, description=f"{name} {split}", progress=progress,
+                chunk=chunk, description=f"{name} {split}", progress=progress, num_classes=LabelSet(words).num_classes,
             )
         if folder is not None:
             _predict_chunks(
                 predict=predictors[UNLABELED], count=len(folder.names), load_audio=folder.waveforms, seeds=name_seeds(folder.names, seed),
                 views=views, augment=augment, noise=dataset.noise, parts_dir=out / UNLABELED / f".parts_{name}", final=out / UNLABELED / f"logits_{name}.npy",
-                chunk=chunk, description=f"{name} unlabeled", progress=progress,
+                chunk=chunk, description=f"{name} unlabeled", progress=progress, num_classes=LabelSet(words).num_classes,
             )
     counts = {split: len(ex) for split, ex in example_sets.items()}
     if folder is not None:
         counts[UNLABELED] = len(folder.names)
     return PredictResult(out=out, teachers=tuple(names), counts=counts)
+
+
+def teachers_words(teacher_runs: list[Path], fold_groups: list[list[Path] | None], asked: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The word list every teacher was trained on; refuses teachers of different lists, or a list other than ``asked``."""
+    from distill.training.fit import RunConfig
+
+    found = [(run, load_config(RunConfig, (runs[0] if runs else run) / "config.json").words) for run, runs in zip(teacher_runs, fold_groups)]
+    first_run, first = found[0]
+    for run, words in found[1:]:
+        refuse_other_words(f"teacher {run}", words, first, fix=f"teacher {first_run} was; teachers of one ensemble share one word list")
+    if asked is not None:
+        refuse_other_words(f"teacher {first_run}", first, tuple(asked), fix=f"predict with the teachers' list (--words {','.join(first)}), or train teachers on this one")
+    return tuple(first)
 
 
 def finished_teacher(run: Path) -> list[Path] | None:
@@ -331,7 +357,7 @@ def _split_predictors(run: Path, runs: list[Path] | None, *, dataset, example_se
 
 
 def ensemble_probabilities(logits: list[np.ndarray] | np.ndarray, *, temperature: float = 1.0, weights: np.ndarray | None = None) -> np.ndarray:
-    """Weighted mean of the teachers' tempered softmax: (teachers, ..., 12) -> (..., 12)."""
+    """Weighted mean of the teachers' tempered softmax: (teachers, ..., K) -> (..., K)."""
     stacked = np.asarray(logits, dtype=np.float64)
     probs = softmax(stacked, temperature=temperature)
     if weights is None:
@@ -349,7 +375,7 @@ class SoftLabels:
     teachers: tuple[str, ...]
     examples: ExampleSet | None
     names: list[str] | None
-    logits: np.ndarray  # (teachers, views, N, 12) float16
+    logits: np.ndarray  # (teachers, views, N, K) float16
 
     def ensemble(self, *, temperature: float = 1.0, weights: np.ndarray | None = None) -> np.ndarray:
         return ensemble_probabilities(self.logits, temperature=temperature, weights=weights)

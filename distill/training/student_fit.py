@@ -22,7 +22,7 @@ import numpy as np
 from distill.core.config import RecipeSource, load_config, refuse_other_config
 from distill.core.errors import DistillError
 from distill.core.io import check_output, read_json, write_json
-from distill.core.labels import NUM_CLASSES, SILENCE_INDEX, UNKNOWN_INDEX
+from distill.core.labels import SILENCE_INDEX, TARGET_WORDS, UNKNOWN_INDEX, refuse_other_words
 from distill.core.metrics import softmax
 from distill.data.augment import AugmentConfig, augment_waveforms
 from distill.data.cache import DecodedDataset, data_difference, open_dataset
@@ -74,7 +74,7 @@ class DistillationSource:
             audio = np.empty((len(chosen), 16000), np.float32)
             seeds = np.empty(len(chosen), np.int64)
             hard = np.empty(len(chosen), np.int64)
-            soft = np.empty((len(chosen), NUM_CLASSES), np.float32)
+            soft = np.empty((len(chosen), self.probs.shape[-1]), np.float32)
             lab = labelled[chosen[~is_pseudo]]
             if len(lab):
                 subset = self.examples.subset(lab)
@@ -122,6 +122,7 @@ def _pseudo_inputs(pseudo_path: Path, soft_dir: Path, temperature: float, max_vi
 
     pseudo = load_pseudo(pseudo_path)
     unl = load_soft_labels(soft_dir, UNLABELED)
+    refuse_other_words(f"pseudo-labels {pseudo_path}", pseudo.classes[2:], unl.config.words, fix=f"select them from {soft_dir}")
     position = {n: i for i, n in enumerate(unl.names)}
     missing = [n for n in pseudo.names if n not in position]
     if missing:
@@ -131,7 +132,7 @@ def _pseudo_inputs(pseudo_path: Path, soft_dir: Path, temperature: float, max_vi
     if max_views:
         probs = probs[:max_views]
     if pseudo.relabelled.any():  # a person's relabel overrides the teachers
-        probs[:, pseudo.relabelled] = np.eye(NUM_CLASSES, dtype=np.float32)[pseudo.labels[pseudo.relabelled]]
+        probs[:, pseudo.relabelled] = np.eye(probs.shape[-1], dtype=np.float32)[pseudo.labels[pseudo.relabelled]]
     folder = open_unlabeled(Path(unl.config.unlabeled), cache_dir=cache_dir, progress=progress)
     folder_rows = {n: i for i, n in enumerate(folder.names)}
     rows = np.array([folder_rows[n] for n in pseudo.names], dtype=np.int64)
@@ -186,8 +187,12 @@ def fit_student(
     resume: bool = False,
     progress: bool = True,
     recipe: RecipeSource | None = None,
+    words: tuple[str, ...] | None = None,
 ) -> FitResult:
     """Train a student into ``out``; ``soft_labels=None`` trains the no-teacher twin on hard labels.
+
+    ``words``: the word list (None: the soft labels', or the Kaggle ten for a twin); soft labels made
+    for another list are refused, naming both.
 
     ``feature_masks`` masks the student's features with SpecAugment while it trains (the teachers'
     labels stay those of the unmasked view), the noisy-student recipe; the exported graph is unchanged.
@@ -202,6 +207,10 @@ def fit_student(
     soft = None
     if soft_labels is not None:
         soft = load_soft_labels(Path(soft_labels), "training")
+        if words is not None:
+            refuse_other_words(f"soft labels {soft_labels}", soft.config.words, tuple(words),
+                               fix=f"fit the student on the teachers' list (--words {','.join(soft.config.words)}), or predict soft labels from teachers of this one")
+        words = soft.config.words
         if augment.view_masks_enabled() and not soft.config.augment.view_masks_enabled():
             raise DistillError(f"--view-masks: the views in {soft_labels} carry no masks, and a distilled student trains on the views its "
                                "teachers labelled; write them with `distill teachers predict --view-masks`")
@@ -210,7 +219,7 @@ def fit_student(
                                 pseudo=str(Path(pseudo).resolve()) if pseudo else None, max_views=max_views, online=online)
     config = RunConfig(family="student", arch=arch, data=str(data), size=size, frontend=frontend, mix=mix, augment=augment,
                        schedule=schedule, distill=distill, seed=seed, skip_bad=skip_bad, cache_dir=str(cache_dir) if cache_dir else None,
-                       feature_masks=True if feature_masks else None, recipe=recipe)
+                       feature_masks=True if feature_masks else None, recipe=recipe, words=tuple(words) if words is not None else TARGET_WORDS)
     footprint = check_budget(build_model(config), max_mb=max_mb, max_ms=max_ms, name=f"student {arch}/{size}", weight_bits=weight_bits)
     dataset = open_dataset(data, cache_dir=cache_dir, skip_bad=skip_bad, progress=progress)
     # the soft labels' data by content: made from a copy of this tree (or this tree moved) they are as good

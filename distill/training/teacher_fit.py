@@ -7,6 +7,7 @@ from pathlib import Path
 from distill.core.config import RecipeSource
 from distill.core.errors import DistillError
 from distill.core.io import check_output
+from distill.core.labels import TARGET_WORDS, LabelSet
 from distill.core.registry import TEACHERS
 from distill.data.augment import AugmentConfig
 from distill.data.cache import open_dataset
@@ -37,6 +38,7 @@ def train_teachers(
     resume: bool = False,
     progress: bool = True,
     recipe: RecipeSource | None = None,
+    words: tuple[str, ...] | None = None,
 ) -> list[dict]:
     """Train each architecture into ``out/<arch>`` (further seeds into ``out/<arch>-s<k>``); returns each run's metrics.
 
@@ -44,7 +46,10 @@ def train_teachers(
     differ in initialisation, batch order and augmentation draws. With ``folds`` K > 1 each
     member becomes a fold group, ``out/<arch>-cf/fold0`` .. ``fold{K-1}``, fold k trained without
     the k-th fold of training speakers (see ``distill.training.crossfit``), for out-of-fold soft labels.
+    ``words``: the target words (None: the Kaggle ten); every listed word needs a folder in ``data``.
     """
+    words = tuple(words) if words is not None else TARGET_WORDS
+    LabelSet(words)  # an empty list, repeats and reserved names are refused before any work
     if not archs:
         raise DistillError("no --arch given; choose from " + ", ".join(TEACHERS.names()))
     for arch in archs:
@@ -73,7 +78,7 @@ def train_teachers(
             # seed + i for the first seed keeps single-seed runs as they were; a group's folds share the seed
             configs.append(RunConfig(family="teacher", arch=a, data=str(Path(data).resolve()), size=size, frontend=frontend, mix=mix, augment=augment,
                                      schedule=schedule, seed=seed + i, skip_bad=skip_bad, cache_dir=str(cache_dir) if cache_dir else None, holdout=holdout,
-                                     recipe=recipe))
+                                     recipe=recipe, words=words))
             run_dirs.append(member_dir if holdout is None else member_dir / f"fold{holdout.fold}")
     if backend != "dask":
         return fit_parallel(configs=configs, run_dirs=run_dirs, jobs=jobs, backend=backend, resume=resume, progress=progress)

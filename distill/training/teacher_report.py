@@ -15,24 +15,24 @@ from distill.core.tables import plain_text
 from distill.training.soft_labels import ensemble_probabilities, load_soft_labels
 
 
-def save_confusion_png(path: Path, labels: np.ndarray, predictions: np.ndarray, *, title: str) -> Path:
-    """A row-normalised confusion matrix with counts, as a PNG (written atomically)."""
+def save_confusion_png(path: Path, labels: np.ndarray, predictions: np.ndarray, *, title: str, classes: tuple[str, ...] = CLASSES) -> Path:
+    """A row-normalised confusion matrix with counts, as a PNG (written atomically); ``classes`` name its rows (K of them)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cm = confusion_matrix(labels, predictions)
+    cm = confusion_matrix(labels, predictions, num_classes=len(classes))
     rows = np.maximum(cm.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=110)
     ax.imshow(cm / rows, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=60, ha="right")
-    ax.set_yticks(range(len(CLASSES)), CLASSES)
+    ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    for i in range(len(CLASSES)):
-        for j in range(len(CLASSES)):
+    for i in range(len(classes)):
+        for j in range(len(classes)):
             if cm[i, j]:
                 ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7, color="white" if cm[i, j] / rows[i, 0] > 0.5 else "black")
     fig.tight_layout()
@@ -93,16 +93,18 @@ def teacher_report(*, soft_labels: Path, out: Path | None = None, splits: tuple[
         chosen = _member_positions(soft.teachers, members, soft_labels)
         used = [soft.teachers[i] for i in chosen]
         labels = soft.examples.labels
-        logits = np.asarray(soft.logits[chosen], dtype=np.float32)  # (teachers, views, N, 12)
+        classes = soft.config.labels.classes  # the teachers' word list: K classes
+        logits = np.asarray(soft.logits[chosen], dtype=np.float32)  # (teachers, views, N, K)
         clean = logits[:, 0]
         for name, teacher_logits in zip(used, logits):
-            rows.append({"model": name, "split": split, **classification_report(labels, teacher_logits[0]).to_dict(),
+            rows.append({"model": name, "split": split, **classification_report(labels, teacher_logits[0], classes=classes).to_dict(),
                          "mean_top_probability": float(softmax(teacher_logits, temperature=temperature).max(-1).mean())})
-        ensemble = ensemble_probabilities(logits, temperature=temperature)  # (views, N, 12)
-        report = classification_report(labels, ensemble[0])
+        ensemble = ensemble_probabilities(logits, temperature=temperature)  # (views, N, K)
+        report = classification_report(labels, ensemble[0], classes=classes)
         rows.append({"model": "ensemble", "split": split, **report.to_dict(), "mean_top_probability": float(ensemble.max(-1).mean())})
         agreement[split] = float((clean.argmax(-1) == clean.argmax(-1)[0]).all(axis=0).mean())
-        files.append(save_confusion_png(out / f"confusion_ensemble_{split}.png", labels, ensemble[0].argmax(-1), title=f"teacher ensemble, {split} ({100 * report.accuracy:.2f}%)"))
+        files.append(save_confusion_png(out / f"confusion_ensemble_{split}.png", labels, ensemble[0].argmax(-1), title=f"teacher ensemble, {split} ({100 * report.accuracy:.2f}%)",
+                                       classes=classes))
     result = TeacherReport(rows=rows, agreement=agreement, files=files)
     write_json(out / "report.json", {"rows": rows, "agreement": agreement, "members": used})
     write_text(out / "report.txt", result.to_table() + "\n")

@@ -290,7 +290,7 @@ def test_a_missing_answer_key_is_reported_before_any_prediction(model_dir, tiny_
     def never(*args, **kwargs):
         raise AssertionError("the graph was loaded before the answer key was checked")
 
-    monkeypatch.setattr(distill.submission.writer, "GraphPredictor", never)
+    monkeypatch.setattr(distill.submission.writer, "open_predictor", never)
     before = listing(tmp_path)
     assert_refused(*run_cli(monkeypatch, capsys, "submit", "--model", model_dir, "--test-dir", tiny_unlabeled, "--out", tmp_path / "sub.csv",
                             "--answer-key", tmp_path / "missing.csv", "--quiet"), tmp_path / "missing.csv")
@@ -323,7 +323,7 @@ def test_ctrl_c_in_submit_and_teachers_train_ends_with_exit_130_and_how_to_go_on
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(distill.submission.writer, "GraphPredictor", interrupted)
+    monkeypatch.setattr(distill.submission.writer, "open_predictor", interrupted)
     monkeypatch.setattr(distill.training.teacher_fit, "train_teachers", interrupted)
     for args, hint in (
         (["submit", "--model", model_dir, "--test-dir", tiny_unlabeled, "--out", tmp_path / "sub.csv", "--quiet"], "run the same command again to resume from the rows already written"),

@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+
 from distill.core.errors import DistillError
 from distill.pipeline.recipe import load_recipe
 from distill.pipeline.run import _done, plan_students, run_recipe

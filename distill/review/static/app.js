@@ -55,11 +55,12 @@
       opt.value = name;
       opt.disabled = n === 0;
       filter.appendChild(opt);
-      const r = el("option", null, `${state.keys[i]} · ${name}`);
+      const key = state.keys[i] || "";  // a word list of more than 10 words: its later classes have no key
+      const r = el("option", null, key ? `${key} · ${name}` : name);
       r.value = name;
       relabel.appendChild(r);
       const k = el("div");
-      k.appendChild(el("kbd", null, state.keys[i]));
+      if (key) k.appendChild(el("kbd", null, key));
       k.appendChild(document.createTextNode(" " + name));
       keyHelp.appendChild(k);
     });
