@@ -62,7 +62,7 @@ def train_command(
 
     Every option left out takes the recipe's value (--recipe, default: the default recipe). With --folds K > 1 each
     teacher is trained on all training speakers (out/<arch>) and as a K-fold group (out/<arch>-cf), as `distill run` does."""
-    from distill.pipeline.recipe import apply_options, mix_config, schedule_config
+    from distill.pipeline.recipe import apply_options, mix_config, schedule_config, teacher_augment_config
     from distill.training.teacher_fit import train_teachers
 
     given = {"teachers.families": tuple(arch) if arch else None, "teachers.size": size, "teachers.epochs": epochs, "teachers.batch_size": batch_size,
@@ -75,7 +75,7 @@ def train_command(
     for k in (t.folds, 1) if t.folds > 1 else (1,):  # fold groups first: a K the data cannot fill is refused before any training
         results += train_teachers(
             archs=list(t.families), data=data, out=out, size=t.size, schedule=schedule_config(t, warmup_epochs=warmup_epochs, weight_decay=weight_decay, mixup_alpha=mixup),
-            mix=mix_config(resolved.data), augment=options.augment_config(no_augment=no_augment), frontend=options.frontend_config(frontend),
+            mix=mix_config(resolved.data), augment=teacher_augment_config(resolved, no_augment=no_augment), frontend=options.frontend_config(frontend),
             seed=resolved.data.seed, seeds=t.seeds, folds=k, jobs=jobs, backend=backend, scheduler=scheduler, skip_bad=skip_bad, cache_dir=cache_dir,
             resume=resume, recipe=source, words=resolved.data.words,
         )

@@ -14,6 +14,7 @@ dotted name (``students.0.epochs``) and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tomllib
 import types
@@ -403,6 +404,7 @@ def load_recipe(name_or_path: str | os.PathLike = "default", overrides: Sequence
 DEFAULT = "default"
 
 
+@functools.cache  # read once per process: every recipe-driven option's --help and every recipe start from it
 def _default_text() -> str:
     return resources.files(RECIPE_PACKAGE).joinpath(f"{DEFAULT}.toml").read_text(encoding="utf-8")
 
@@ -475,6 +477,11 @@ def augment_config(predict: PredictRecipe, *, no_augment: bool = False):
     if no_augment:
         return AugmentConfig.none()
     return AugmentConfig.with_view_masks() if predict.view_masks else AugmentConfig()
+
+
+def teacher_augment_config(recipe: Recipe, *, no_augment: bool = False):
+    """The teachers' own training augmentation: view masks are for the views they label, not for their training (as measured)."""
+    return augment_config(dataclasses.replace(recipe.predict, view_masks=False), no_augment=no_augment)
 
 
 def frontend_config(student: StudentRecipe):

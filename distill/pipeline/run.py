@@ -21,7 +21,6 @@ continues where it stopped (an interrupted fit resumes from its last checkpoint)
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import tomllib
 from dataclasses import dataclass
@@ -32,7 +31,18 @@ import numpy as np
 
 from distill.core.errors import DistillError
 from distill.core.io import check_output, exclusive_folder, read_json, write_json, write_text
-from distill.pipeline.recipe import Recipe, StudentRecipe, augment_config, frontend_config, mix_config, recipe_diff, recipe_from_dict, schedule_config, to_toml
+from distill.pipeline.recipe import (
+    Recipe,
+    StudentRecipe,
+    augment_config,
+    frontend_config,
+    mix_config,
+    recipe_diff,
+    recipe_from_dict,
+    schedule_config,
+    teacher_augment_config,
+    to_toml,
+)
 
 RECIPE_FILE = "recipe.toml"
 TIMINGS_FILE = "timings.json"
@@ -235,9 +245,8 @@ def _run(*, recipe: Recipe, data: Path, out: Path, kaggle_test: Path | None, kag
 def teacher_settings(recipe: Recipe) -> dict[str, Any]:
     """What ``train_teachers`` takes from a recipe (``distill teachers train`` builds the same from its options)."""
     t = recipe.teachers
-    # view masks are for the views the teachers label, not for their own training (as measured)
     return dict(archs=list(t.families), size=t.size, schedule=schedule_config(t), mix=mix_config(recipe.data),
-                augment=augment_config(dataclasses.replace(recipe.predict, view_masks=False)), seed=recipe.data.seed, seeds=t.seeds,
+                augment=teacher_augment_config(recipe), seed=recipe.data.seed, seeds=t.seeds,
                 words=tuple(recipe.data.words))
 
 
