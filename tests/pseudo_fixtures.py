@@ -80,3 +80,48 @@ def expected_probs() -> np.ndarray:
 def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+# Word lists for the any-K review tests: 7 classes (number keys) and 20 (more than the twelve keys: a searchable list)
+SEVEN_WORDS = ("zero", "one", "two", "three", "four")
+TWENTY_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+                "bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila")
+
+
+def words_clips(words: tuple[str, ...]) -> dict[str, tuple[tuple[str, str, str], float]]:
+    """``CLIPS`` for another word list: clip m is class 3m+1 mod K (so a 20-class list reaches classes past the
+    twelfth), the third teacher of clip_002 disagrees; every clip is confident enough to be kept."""
+    classes = ("silence", "unknown", *words)
+    out = {}
+    for m in range(8):
+        top = classes[(3 * m + 1) % len(classes)]
+        other = classes[(3 * m + 2) % len(classes)] if m == 2 else top
+        out[f"clip_{m:03d}.wav"] = ((top, top, other), (8.0, 6.0, 9.0, 7.0, 5.0, 10.0, 6.5, 5.5)[m])
+    return out
+
+
+def make_pseudo_for_words(root: Path, words: tuple[str, ...]) -> Path:
+    """A pseudo-label CSV of 8 clips for ``words`` (K = len(words) + 2 ``p_`` columns), made as ``make_pseudo`` does."""
+    from distill.core.labels import LabelSet
+
+    labels = LabelSet(words)
+    clips = words_clips(words)
+    folder = root / "unlabeled"
+    folder.mkdir(parents=True)
+    t = np.arange(16000) / 16000.0
+    for i, name in enumerate(clips):
+        phase = 2 * np.pi * ((140 + 10 * i) * t + 40 * t ** 2)
+        write_wav(folder / name, 0.25 * np.exp(-((t - 0.5) ** 2) / 0.02) * np.sin(phase))
+    soft = root / "soft"
+    (soft / "unlabeled").mkdir(parents=True)
+    save_config(PredictConfig(teachers=tuple(str(root / "teachers" / n) for n in TEACHERS), data=str(root / "data"), views=1, splits=(),
+                              unlabeled=str(folder), words=labels.words), soft / "config.json")
+    (soft / "unlabeled" / "names.txt").write_text("".join(n + "\n" for n in clips))
+    for k, teacher in enumerate(TEACHERS):
+        logits = np.zeros((1, len(clips), labels.num_classes), np.float16)
+        for m, (tops, strength) in enumerate(clips.values()):
+            logits[0, m, labels.index[tops[k]]] = strength
+        np.save(soft / "unlabeled" / f"logits_{teacher}.npy", logits)
+    out = root / "pseudo.csv"
+    select_pseudo_labels(soft_labels=soft, out=out, threshold=0.3, min_agreement=0.5)
+    return out

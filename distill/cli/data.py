@@ -47,18 +47,17 @@ def synth_command(
 
 @data_app.command("fetch")
 def fetch_command(
-    out: Path = typer.Option(Path("data/speech_commands_v0.01"), "--out", help="Folder to extract the dataset into."),
-    url: str = typer.Option(None, help="Archive URL (default: the official Speech Commands v0.01 archive); file:// works."),
-    sha256: str = typer.Option(None, help="Expected SHA-256 of the archive (default: the official v0.01 checksum when --url is not given)."),
+    out: Path = typer.Option(None, "--out", help="Folder to extract the dataset into (default: data/speech_commands_v0.01, or data/speech_commands_v0.02 with --version 2)."),
+    version: int = typer.Option(1, "--version", help="Speech Commands release: 1 (v0.01, 30 words, 1.4 GB) or 2 (v0.02, 35 words, 2.4 GB)."),
+    url: str = typer.Option(None, help="Archive URL (default: the official archive of --version); file:// works."),
+    sha256: str = typer.Option(None, help="Expected SHA-256 of the archive (default: the official checksum of --version when --url is not given; with --url, unchecked unless given)."),
     download_dir: Path = typer.Option(None, help="Where the archive and its resumable .part file go (default: next to OUT)."),
     keep_archive: bool = typer.Option(False, help="Keep the .tar.gz after extracting."),
 ) -> None:
-    """Download (resuming a partial download), verify and extract Speech Commands."""
-    from distill.data.fetch import V001_SHA256, V001_URL, fetch_dataset
+    """Download (resuming a partial download), verify and extract Speech Commands v0.01 or v0.02."""
+    from distill.data.fetch import fetch_dataset
 
-    if url is None:
-        url, sha256 = V001_URL, sha256 or V001_SHA256
-    path = fetch_dataset(out=out, url=url, sha256=sha256, download_dir=download_dir, keep_archive=keep_archive)
+    path = fetch_dataset(out=out, version=version, url=url, sha256=sha256, download_dir=download_dir, keep_archive=keep_archive)
     typer.echo(f"dataset ready in {path}")
 
 

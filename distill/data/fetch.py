@@ -1,6 +1,9 @@
 """Download, verify and extract the Speech Commands archive (``distill data fetch``).
 
-The v0.01 archive is 1.4 GB: the download resumes a partial ``.part`` file
+``version`` 1 is the v0.01 release (30 word folders), 2 is v0.02 (35: the same
+thirty plus backward, follow, forward, learn and visual); both unpack to the
+same layout, which ``index.py`` reads. The v0.01 archive is 1.4 GB and the
+v0.02 one 2.4 GB: the download resumes a partial ``.part`` file
 (HTTP ``Range``, or a seek for ``file://``), is checked against a known SHA-256
 before anything is extracted, and is extracted into a temp folder that is
 renamed to ``out`` only when complete, so ``out`` existing means the data is
@@ -35,35 +38,48 @@ V001_SHA256 = "743935421bb51cccdb6bdd152e04c5c70274e935c82119ad7faeec31780d811d"
 V002_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
 V002_SHA256 = "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58"
 
+# version -> (URL, SHA-256, the default output folder's name)
+RELEASES: dict[int, tuple[str, str, str]] = {
+    1: (V001_URL, V001_SHA256, "speech_commands_v0.01"),
+    2: (V002_URL, V002_SHA256, "speech_commands_v0.02"),
+}
+
 MARKER = ".distill-fetch.json"  # written into ``out`` last: its presence means "complete"
 _TIMEOUT_S = 60
 
 
 def fetch_dataset(
     *,
-    out: Path,
-    url: str = V001_URL,
-    sha256: str | None = V001_SHA256,
+    out: Path | None = None,
+    version: int = 1,
+    url: str | None = None,
+    sha256: str | None = None,
     download_dir: Path | None = None,
     progress: bool = True,
     keep_archive: bool = False,
 ) -> Path:
     """Download ``url`` (resuming), verify ``sha256``, extract it safely into ``out``; return ``out``.
 
+    ``version`` (1 or 2) picks the official Speech Commands release: its URL, its
+    SHA-256 and the default ``out`` (``data/speech_commands_v0.0<version>``). An
+    explicit ``url`` wins, and is verified only against ``sha256`` (``None`` skips
+    verification, for a mirror whose checksum you do not know; the digest found is
+    recorded); without ``url``, ``sha256`` may still override the pinned value.
     ``download_dir`` (default: the folder that will hold ``out``) keeps the archive
     and its ``.part`` while downloading; the archive is deleted after a successful
-    extraction unless ``keep_archive``. ``sha256=None`` skips verification (for a
-    mirror whose checksum you do not know; the digest found is recorded in
-    ``out/.distill-fetch.json``). Re-running when ``out`` is complete does nothing.
+    extraction unless ``keep_archive``. ``out/.distill-fetch.json`` records the URL,
+    digest and version. Re-running when ``out`` is complete does nothing.
     """
-    out = Path(out)
+    url, sha256, default_out = release_source(version=version, url=url, sha256=sha256)
+    out = Path(out) if out is not None else Path("data") / default_out
     expected = _normalise_sha256(sha256)
     done = _completed(out)
     if done is not None:
         if expected is not None and done.get("sha256") not in (None, expected):
+            held = f"Speech Commands v0.0{done['version']}, " if done.get("version") in RELEASES else ""
             raise DistillError(
-                f"{out}: already holds a fetched archive with SHA-256 {done.get('sha256')} ({done.get('url')}), "
-                f"not {expected}; choose another --out or remove the folder"
+                f"{out}: already holds a fetched archive ({held}SHA-256 {done.get('sha256')}, {done.get('url')}), "
+                f"not SHA-256 {expected}; choose another --out or remove the folder"
             )
         return out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -86,10 +102,27 @@ def fetch_dataset(
             f"Run the command again to download it afresh; if it keeps failing, the server or a proxy is "
             f"serving something else (or pass the right --sha256 for a different archive)"
         )
-    _extract(archive, out, progress=progress, provenance={"url": url, "sha256": digest, "archive": name})
+    _extract(archive, out, progress=progress, provenance={"url": url, "sha256": digest, "archive": name, "version": version})
     if not keep_archive:
         archive.unlink()
     return out
+
+
+def release_source(*, version: int = 1, url: str | None = None, sha256: str | None = None) -> tuple[str, str | None, str]:
+    """(URL, expected SHA-256 or None, default output folder name) for ``version``, ``url`` and ``sha256`` as given.
+
+    The pinned checksum only goes with the official URL: a ``url`` of your own is
+    checked against ``sha256`` alone, since a mirror may serve another packing.
+    """
+    if isinstance(version, bool) or version not in RELEASES:
+        raise DistillError(
+            f"--version {version!r}: Speech Commands releases are 1 (v0.01, 30 words) and 2 (v0.02, 35 words); "
+            f"pass --version 1 or --version 2"
+        )
+    official_url, official_sha256, folder = RELEASES[version]
+    if url is None:
+        return official_url, sha256 or official_sha256, folder
+    return url, sha256, folder
 
 
 def _normalise_sha256(sha256: str | None) -> str | None:

@@ -4,7 +4,7 @@ Routes (all answers to bad requests are JSON ``{"error": "..."}`` and change not
 
     GET  /                          the page (static/index.html)
     GET  /static/<file>             app.js, style.css
-    GET  /api/clips                 {"clips": [...], "classes": [...], "decided": n, "total": N, ...}
+    GET  /api/clips                 {"clips": [...], "classes": [...], "keys": [...], "relabel": keys|search, ...}
     GET  /audio/<fname>             the clip's wav bytes
     GET  /spectrogram/<fname>.png   its log-power spectrogram (made once, cached)
     POST /api/decision              {"fname", "decision": accept|reject|relabel, "label"}
@@ -56,8 +56,9 @@ from distill.training.pseudo import (
 
 STATIC_DIR = Path(__file__).with_name("static")
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".png": "image/png", ".svg": "image/svg+xml"}
-# keys 1..9, 0, -, = relabel as classes[0..11] (the pseudo-label file's classes: a word list of more than 10
-# words has its later classes without a key); the page shows this table
+# keys 1..9, 0, -, = relabel as classes[0..11] (the pseudo-label file's classes); the page shows this table.
+# A word list of more than ten words has more classes than keys: its page relabels through a searchable
+# list of every class instead (keys for only some classes would hide the rest).
 RELABEL_KEYS: tuple[str, ...] = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "-", "=")
 MAX_BODY = 64 * 1024
 SPECTROGRAM_CACHE = 256  # PNGs kept in memory (about 100 KB each: RGBA, as matplotlib writes them)
@@ -183,6 +184,11 @@ def _student_guesses(run_dir: Path, rows: PseudoRows) -> list[dict | None]:
     ]
 
 
+def relabel_keys(classes: tuple[str, ...]) -> tuple[str, ...]:
+    """The key that relabels as each class (``classes`` order); none when there are more classes than keys."""
+    return RELABEL_KEYS[: len(classes)] if len(classes) <= len(RELABEL_KEYS) else ()
+
+
 class ReviewApp:
     """State and request handling of one review session (independent of sockets: ``handle`` is testable alone).
 
@@ -255,7 +261,8 @@ class ReviewApp:
             decided = self.decided()
         return {
             "classes": list(self.rows.classes),
-            "keys": list(RELABEL_KEYS[: len(self.rows.classes)]),
+            "keys": list(relabel_keys(self.rows.classes)),
+            "relabel": "keys" if relabel_keys(self.rows.classes) else "search",
             "pseudo": str(self.pseudo),
             "review": str(self.review_path),
             "folder": str(self.rows.folder),

@@ -15,7 +15,7 @@ import pytest
 
 from distill.core.errors import BadAudioError, DistillError
 from distill.core.io import sibling_prefix
-from distill.core.labels import CLASS_INDEX, SILENCE_INDEX, UNKNOWN_INDEX, word_to_class
+from distill.core.labels import CLASS_INDEX, SILENCE_INDEX, UNKNOWN_INDEX, V002_EXTRA_WORDS, LabelSet, word_to_class
 from distill.data import cache, wav
 from distill.data.cache import open_dataset
 from distill.data.examples import ExampleSet, MixConfig, make_examples, materialize, silence_waveform
@@ -221,6 +221,52 @@ def test_kaggle_train_layout(tmp_path):
     with pytest.warns(UserWarning):
         b = index_dataset(train / "audio")
     assert a == b and "validation" in a.splits
+
+
+def make_v002_tree(root: Path) -> Path:
+    """A tiny v0.02-shaped tree: its five extra word folders beside v0.01 ones, and the stray files the archive has."""
+    make_tree(root, lists=True, words=("yes", "no", "bed", *V002_EXTRA_WORDS))
+    (root / "LICENSE").write_text("Creative Commons BY 4.0\n")
+    (root / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (root / "learn" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (root / "learn" / "._0a7c2a8d_nohash_0.wav").write_bytes(b"\0\5\x16\7")  # a macOS resource fork, not audio
+    (root / "_background_noise_" / "README.md").write_text("about the noise files\n")
+    return root
+
+
+def test_a_v002_tree_reads_as_v001_does(tmp_path, cache_home):
+    from typer.testing import CliRunner
+
+    from distill.cli import app
+
+    root = make_v002_tree(tmp_path / "sc2")
+    own = ("backward", "forward", "learn")  # words only v0.02 has
+    with pytest.warns(UserWarning, match="1 entries"):
+        index = index_dataset(root)
+    assert sorted(set(index.words)) == sorted(("yes", "no", "bed", *V002_EXTRA_WORDS))
+    assert len(index) == len(SPEAKERS) * 9 and all(f.endswith(".wav") and not f.split("/")[1].startswith(".") for f in index.files)
+    assert {s for f, s in zip(index.files, index.splits) if f.startswith("forward/")} == set(SPLITS)
+    assert all(index.labels[i] == UNKNOWN_INDEX for i, w in enumerate(index.words) if w in V002_EXTRA_WORDS)
+    mine = index.labels_for(LabelSet(own))
+    assert [mine[index.files.index(f"{w}/{SPEAKERS[2]}_nohash_0.wav")] for w in ("backward", "forward", "learn", "follow", "yes")] == [2, 3, 4, 1, 1]
+
+    with pytest.warns(UserWarning):
+        kaggle = dataset_stats(root=root, progress=False)
+    assert kaggle.class_counts["validation"]["unknown"] == 6 and kaggle.class_counts["validation"]["yes"] == 2
+    assert kaggle.word_counts["visual"] == len(SPEAKERS) and kaggle.noise_files and kaggle.bad_files == ()
+    stats = dataset_stats(root=root, progress=False, words=own)  # from the cache just built: a note, no warning
+    assert list(stats.class_counts["training"]) == ["silence", "unknown", *own]
+    assert stats.class_counts["validation"] == {"silence": 0, "unknown": 6, "backward": 1, "forward": 1, "learn": 1}
+    assert stats.class_counts["training"]["learn"] == len(SPEAKERS) - 2
+    assert sum(sum(c.values()) for c in stats.class_counts.values()) == len(index)
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["data", "stats", str(root), "--words", ",".join(own), "--json"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    shown = __import__("json").loads(result.output[result.output.index("{"):])
+    assert shown["words"] == list(own) and shown["class_counts"] == stats.class_counts
+    result = runner.invoke(app, ["data", "stats", str(make_tree(tmp_path / "sc1")), "--words", "backward,yes"])
+    assert result.exit_code != 0 and "no word folder for backward" in str(result.exception)
 
 
 # --------------------------------------------------------------------------- the decoded cache

@@ -1,10 +1,11 @@
-"""fetch_dataset: download (file:// and http), resume, checksum, safe extraction, idempotence."""
+"""fetch_dataset: download (file:// and http), resume, checksum, safe extraction, idempotence, the v0.02 release."""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
 import io
+import json
 import tarfile
 import threading
 from pathlib import Path
@@ -13,7 +14,8 @@ import pytest
 
 from distill.core.errors import DistillError
 from distill.data import fetch
-from distill.data.fetch import MARKER, V001_SHA256, V001_URL, fetch_dataset
+from distill.data.fetch import MARKER, V001_SHA256, V001_URL, V002_SHA256, V002_URL, fetch_dataset, release_source
+from distill.data.index import index_dataset
 
 
 def make_archive(path: Path, members: dict[str, bytes], *, links: dict[str, str] | None = None) -> str:
@@ -177,3 +179,88 @@ def test_refuses_to_overwrite_a_foreign_folder(archive, tmp_path):
     with pytest.raises(DistillError, match="not written by `distill data fetch`"):
         fetch_dataset(out=out, url=path.as_uri(), sha256=digest, progress=False)
     assert (out / "mine.txt").read_text() == "keep me"
+
+
+# ---------------------------------------------------------------- v0.02 (``--version 2``)
+
+# What v0.02 adds to v0.01's layout: five more word folders, and stray files beside them
+V002_FILES = {
+    "./backward/0a7c2a8d_nohash_0.wav": hashlib.sha512(b"d").digest() * 40,
+    "./learn/0a7c2a8d_nohash_0.wav": hashlib.sha512(b"e").digest() * 40,
+    "./learn/1b2c3d4e_nohash_0.wav": hashlib.sha512(b"f").digest() * 40,
+    "./yes/1b2c3d4e_nohash_0.wav": hashlib.sha512(b"g").digest() * 40,
+    "./LICENSE": b"Creative Commons BY 4.0\n",
+    "./README.md": b"Speech Commands v0.02\n",
+    "./.DS_Store": b"\0\0\0\1Bud1",
+    "./learn/.DS_Store": b"\0\0\0\1Bud1",
+    "./_background_noise_/README.md": b"about the noise files\n",
+    "./_background_noise_/white_noise.wav": hashlib.sha512(b"h").digest() * 40,
+    "./validation_list.txt": b"learn/1b2c3d4e_nohash_0.wav\nyes/1b2c3d4e_nohash_0.wav\n",
+    "./testing_list.txt": b"backward/0a7c2a8d_nohash_0.wav\n",
+}
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from distill.cli import app
+
+    return CliRunner().invoke(app, ["data", "fetch", *map(str, args)])
+
+
+def test_version_2_fetches_the_v002_archive(tmp_path, monkeypatch):
+    path = tmp_path / "server" / "speech_commands_v0.02.tar.gz"
+    digest = make_archive(path, V002_FILES)
+    # --version 2 without --url: the pinned v0.02 source, pointed here at the local archive
+    monkeypatch.setitem(fetch.RELEASES, 2, (path.as_uri(), digest, "speech_commands_v0.02"))
+    monkeypatch.chdir(tmp_path)
+    result = _cli("--version", "2")
+    assert result.exit_code == 0, (result.output, result.exception)
+    out = tmp_path / "data" / "speech_commands_v0.02"
+    assert "dataset ready in data/speech_commands_v0.02" in result.output
+    for name, payload in V002_FILES.items():
+        assert (out / name).read_bytes() == payload
+    marker = json.loads((out / MARKER).read_text())
+    assert marker["version"] == 2 and marker["sha256"] == digest and marker["files"] == 5
+    index = index_dataset(out)
+    assert sorted(set(index.words)) == ["backward", "learn", "yes"]
+    assert dict(zip(index.files, index.splits)) == {
+        "backward/0a7c2a8d_nohash_0.wav": "testing", "learn/0a7c2a8d_nohash_0.wav": "training",
+        "learn/1b2c3d4e_nohash_0.wav": "validation", "yes/1b2c3d4e_nohash_0.wav": "validation",
+    }
+    # the same folder asked for as v0.01 is refused, naming what it holds
+    monkeypatch.setitem(fetch.RELEASES, 1, (path.as_uri(), V001_SHA256, "speech_commands_v0.01"))
+    result = _cli("--version", "1", "--out", out)
+    assert result.exit_code != 0 and "already holds a fetched archive (Speech Commands v0.02" in str(result.exception)
+
+
+def test_explicit_url_and_checksum_win_over_version_2(archive, tmp_path):
+    path, digest = archive
+    out = tmp_path / "sc"
+    result = _cli("--version", "2", "--url", path.as_uri(), "--sha256", digest, "--out", out)
+    assert result.exit_code == 0, (result.output, result.exception)
+    _check_extracted(out)
+    assert json.loads((out / MARKER).read_text())["url"] == path.as_uri()
+
+
+def test_version_2_selects_the_official_v002_source(tmp_path, monkeypatch):
+    assert V002_URL == "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
+    assert release_source(version=2) == (V002_URL, V002_SHA256, "speech_commands_v0.02")
+    assert release_source(version=1) == (V001_URL, V001_SHA256, "speech_commands_v0.01")
+    assert release_source(version=2, sha256="ab" * 32)[1] == "ab" * 32
+    assert release_source(version=2, url="file:///mirror.tgz") == ("file:///mirror.tgz", None, "speech_commands_v0.02")
+    asked = []
+
+    def fake_download(url, archive, *, progress):
+        asked.append((url, archive.name))
+        archive.write_bytes(b"not the archive")
+
+    monkeypatch.setattr(fetch, "_download", fake_download)
+    result = _cli("--version", "2", "--out", tmp_path / "sc")
+    assert asked == [(V002_URL, "speech_commands_v0.02.tar.gz")]
+    assert result.exit_code != 0 and f"expected {V002_SHA256}" in str(result.exception)
+    assert not (tmp_path / "sc").exists()
+    for bad in ("3", "0"):
+        result = _cli("--version", bad, "--out", tmp_path / "sc")
+        assert result.exit_code != 0 and f"--version {bad}: Speech Commands releases are 1" in str(result.exception)
+    assert len(asked) == 1

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pseudo_fixtures import CLIPS, TEACHERS, make_pseudo
+from pseudo_fixtures import CLIPS, SEVEN_WORDS, TEACHERS, TWENTY_WORDS, make_pseudo, make_pseudo_for_words, words_clips
 
 from distill.core.errors import DistillError
 from distill.core.labels import CLASS_INDEX
@@ -60,6 +60,7 @@ def test_clips_listed_least_confident_first(server):
     data = json.loads(body)
     assert data["total"] == 8 and data["decided"] == 0 and len(data["clips"]) == 8
     assert data["classes"][0] == "silence" and data["keys"] == list("1234567890-=") and data["student"] is None
+    assert data["relabel"] == "keys"
     assert data["teachers"] == list(TEACHERS)
     confidences = [c["confidence"] for c in data["clips"]]
     assert confidences == sorted(confidences)
@@ -290,3 +291,26 @@ def test_cli_review_port_out_of_range_is_a_usage_error(pseudo):
         assert "Invalid value for '--port'" in result.output and f"equal to {bound}" in result.output, result.output
     with pytest.raises(DistillError, match="port"):
         ReviewServer(make_app(pseudo=pseudo), port=99999)
+
+
+@pytest.mark.parametrize("words, keys", [(SEVEN_WORDS, list("1234567")), (TWENTY_WORDS, [])], ids=["7-classes", "20-classes"])
+def test_any_number_of_classes(tmp_path, words, keys):
+    pseudo = make_pseudo_for_words(tmp_path, words)
+    classes = ["silence", "unknown", *words]
+    expected = {name: tops[0] for name, (tops, _) in words_clips(words).items()}
+    last = classes[-1]  # past the twelfth class for 20: only the searchable list reaches it
+    with ReviewServer(make_app(pseudo=pseudo), port=0).start() as srv:
+        data = json.loads(request(srv, "GET", "/api/clips")[2])
+        assert data["classes"] == classes and data["keys"] == keys
+        assert data["relabel"] == ("keys" if keys else "search")
+        assert {c["fname"]: c["label"] for c in data["clips"]} == expected
+        assert all(t["label"] in classes for c in data["clips"] for t in c["top3"] + c["teachers"])
+        assert post(srv, {"fname": "clip_000.wav", "decision": "relabel", "label": last})[0] == 200
+        assert post(srv, {"fname": "clip_001.wav", "decision": "accept"})[0] == 200
+        status, _, body = post(srv, {"fname": "clip_002.wav", "decision": "relabel", "label": "yes"})  # not a class of this list
+        assert status == 400 and f"classes are {', '.join(classes)}" in json.loads(body)["error"]
+    rows = review_rows(pseudo.parent / "pseudo.review.csv")
+    assert [(r["fname"], r["decision"], r["label"]) for r in rows] == [
+        ("clip_000.wav", "relabel", last), ("clip_001.wav", "accept", expected["clip_001.wav"])]
+    ps = load_pseudo(pseudo, review=pseudo.parent / "pseudo.review.csv")
+    assert ps.classes == tuple(classes) and ps.labels[ps.names.index("clip_000.wav")] == len(classes) - 1

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pseudo_fixtures import make_pseudo
+from pseudo_fixtures import TWENTY_WORDS, make_pseudo, make_pseudo_for_words
 
 from distill.review import ReviewServer, make_app
 
@@ -40,16 +40,26 @@ def review_rows(path: Path, *, count: int, timeout: float = 10.0) -> dict[str, t
     return rows
 
 
-@pytest.fixture()
-def browser_page():
+@pytest.fixture(scope="module")
+def browser():
+    # one Chromium for the module (its start is most of a test's time), a fresh page per test
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 860})
-            page.set_default_timeout(15_000)
-            yield page
+            yield chromium
         finally:
-            browser.close()
+            chromium.close()
+
+
+@pytest.fixture()
+def browser_page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        yield page
+    finally:
+        context.close()
 
 
 def test_review_page_in_chromium(tmp_path, browser_page):
@@ -106,3 +116,56 @@ def test_review_page_in_chromium(tmp_path, browser_page):
             page.screenshot(path=shot, full_page=False)
 
     assert errors == [] and outside == []
+
+
+def test_more_classes_than_keys_relabel_through_the_search_list(tmp_path, browser_page):
+    page = browser_page
+    pseudo = make_pseudo_for_words(tmp_path, TWENTY_WORDS)  # 20 classes: more than the twelve keys
+    review = tmp_path / "pseudo.review.csv"
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+
+    with ReviewServer(make_app(pseudo=pseudo), port=0).start() as server:
+        page.goto(server.url)
+        items = page.locator("#clip-list li")
+        sync_api.expect(items).to_have_count(8)
+        names = items.locator(".name").all_text_contents()
+        sync_api.expect(page.locator("#clip-name")).to_have_text(names[0])
+        sync_api.expect(page.locator("#relabel-choose")).to_be_hidden()
+        sync_api.expect(page.locator("#relabel-keys")).to_be_hidden()
+        matches = page.locator("#relabel-matches li")
+        sync_api.expect(matches).to_have_count(20)  # every class, the ones past the twelfth too
+
+        page.keyboard.press("1")  # no number keys here: "1" relabels nothing ...
+        page.keyboard.press("a")  # ... so the first decision saved is this accept
+        sync_api.expect(page.locator("#decided-count")).to_have_text("1")
+        sync_api.expect(page.locator("#clip-name")).to_have_text(names[1])
+
+        page.keyboard.press("/")  # into the search box; part of a word leaves its class alone
+        sync_api.expect(page.locator("#relabel-search")).to_be_focused()
+        page.keyboard.type("hei")
+        sync_api.expect(matches).to_have_text(["sheila"])
+        page.keyboard.press("Enter")
+        sync_api.expect(page.locator("#decided-count")).to_have_text("2")
+        sync_api.expect(page.locator("#clip-name")).to_have_text(names[2])
+        sync_api.expect(page.locator("#relabel-search")).to_have_value("")
+
+        page.keyboard.press("/")
+        page.keyboard.type("e")  # names starting with it first: eight, then the rest in class order
+        sync_api.expect(matches.first).to_have_text("eight")
+        sync_api.expect(matches.first).to_have_class("active")
+        page.keyboard.press("ArrowDown")  # the second match instead
+        second = matches.nth(1).inner_text()
+        assert second == "silence"
+        page.keyboard.press("Enter")
+        sync_api.expect(page.locator("#decided-count")).to_have_text("3")
+
+        rows = review_rows(review, count=3)
+        assert rows[names[0]][0] == "accept" and len(rows) == 3
+        assert rows[names[1]] == ("relabel", "sheila") and rows[names[2]] == ("relabel", "silence")
+        page.keyboard.press("k")
+        page.keyboard.press("k")  # back to the clip relabelled as sheila: its choice is marked in the list
+        sync_api.expect(page.locator("#clip-decision")).to_have_text("→ sheila")
+        sync_api.expect(page.locator("#relabel-matches li.chosen")).to_have_text("sheila")
+
+    assert errors == []

@@ -5,6 +5,9 @@
   const state = {
     classes: [],
     keys: [],
+    search: false,    // more classes than relabel keys: relabel through the searchable class list
+    matches: [],      // the classes the search box shows, best first
+    active: 0,        // which of them Enter picks
     clips: [],        // sorted by the server: least confident first
     byName: new Map(),
     view: [],         // the clips shown (after filters), in order
@@ -36,6 +39,7 @@
     }
     state.classes = data.classes;
     state.keys = data.keys;
+    state.search = data.relabel === "search";
     state.clips = data.clips;
     state.byName = new Map(data.clips.map((c) => [c.fname, c]));
     state.student = data.student;
@@ -55,16 +59,89 @@
       opt.value = name;
       opt.disabled = n === 0;
       filter.appendChild(opt);
-      const key = state.keys[i] || "";  // a word list of more than 10 words: its later classes have no key
-      const r = el("option", null, key ? `${key} · ${name}` : name);
+      if (state.search) return;
+      const key = state.keys[i];
+      const r = el("option", null, `${key} · ${name}`);
       r.value = name;
       relabel.appendChild(r);
       const k = el("div");
-      if (key) k.appendChild(el("kbd", null, key));
+      k.appendChild(el("kbd", null, key));
       k.appendChild(document.createTextNode(" " + name));
       keyHelp.appendChild(k);
     });
+    // Beyond twelve classes there are not enough keys for all of them: a search box over every class instead
+    $("relabel-choose").hidden = state.search;
+    $("relabel-find").hidden = !state.search;
+    keyHelp.hidden = state.search;
+    if (state.search) {
+      $("relabel-help").textContent = `Relabel as any of the ${state.classes.length} classes: press / and type part of its name; ` +
+        "Enter picks the first match (↑ / ↓ choose another, Esc leaves the box).";
+      renderMatches();
+    }
     applyFilters();
+  }
+
+  // ------------------------------------------------------------ relabel search (more classes than keys)
+
+  // exact name first, then names starting with the text, then names containing it; class order within each
+  function matchClasses(text) {
+    const q = text.trim().toLowerCase();
+    if (!q) return state.classes.slice();
+    const ranked = [];
+    state.classes.forEach((name, i) => {
+      const at = name.toLowerCase().indexOf(q);
+      if (at >= 0) ranked.push([name.toLowerCase() === q ? 0 : at === 0 ? 1 : 2, i, name]);
+    });
+    ranked.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    return ranked.map((r) => r[2]);
+  }
+
+  function renderMatches() {
+    const input = $("relabel-search");
+    state.matches = matchClasses(input.value);
+    state.active = Math.min(state.active, Math.max(0, state.matches.length - 1));
+    const clip = state.current ? state.byName.get(state.current) : null;
+    const chosen = clip && clip.decision && clip.decision.decision === "relabel" ? clip.decision.label : null;
+    const typed = input.value.trim() !== "";
+    const list = $("relabel-matches");
+    if (!state.matches.length) {
+      list.replaceChildren(el("li", "none", `no class matches “${input.value.trim()}”`));
+      return;
+    }
+    list.replaceChildren(...state.matches.map((name, i) => {
+      const li = el("li", null, name);
+      li.dataset.name = name;
+      li.setAttribute("role", "option");
+      const active = typed && i === state.active;
+      li.classList.toggle("active", active);
+      li.setAttribute("aria-selected", active ? "true" : "false");
+      li.classList.toggle("chosen", name === chosen);
+      li.addEventListener("mousedown", (e) => e.preventDefault());  // keep the box focused until the pick
+      li.addEventListener("click", () => pickMatch(name));
+      return li;
+    }));
+  }
+
+  function pickMatch(name) {
+    const input = $("relabel-search");
+    input.value = "";
+    state.active = 0;
+    input.blur();  // back to the page's keys (a, r, j, k)
+    renderMatches();
+    if (name) decide("relabel", name);
+  }
+
+  function onSearchKey(event) {
+    const key = event.key;
+    const typed = event.target.value.trim() !== "";
+    if (key === "Enter") { if (typed && state.matches.length) pickMatch(state.matches[state.active]); }
+    else if (key === "Escape") pickMatch(null);
+    else if (key === "ArrowDown" || key === "ArrowUp") {
+      const n = state.matches.length;
+      if (n) state.active = (state.active + (key === "ArrowDown" ? 1 : n - 1)) % n;
+      renderMatches();
+    } else return;
+    event.preventDefault();
   }
 
   // ------------------------------------------------------------ list
@@ -210,6 +287,7 @@
         : el("span", "muted", "clip unreadable"));
     }
     $("relabel").value = clip.decision && clip.decision.decision === "relabel" ? clip.decision.label : "";
+    if (state.search) renderMatches();
   }
 
   function move(step) {
@@ -269,6 +347,7 @@
     if (key === "a") decide("accept");
     else if (key === "r") decide("reject");
     else if (relabelAt >= 0) decide("relabel", state.classes[relabelAt]);
+    else if (key === "/" && state.search) $("relabel-search").focus();
     else if (key === "j" || key === "ArrowDown" || key === "ArrowRight") move(1);
     else if (key === "k" || key === "ArrowUp" || key === "ArrowLeft") move(-1);
     else if (key === " ") { const p = $("player"); if (p.paused) p.play().catch(() => {}); else p.pause(); }
@@ -288,6 +367,9 @@
       e.target.blur();
       if (label) decide("relabel", label);
     });
+    const search = $("relabel-search");
+    search.addEventListener("input", () => { state.active = 0; renderMatches(); });
+    search.addEventListener("keydown", onSearchKey);
     for (const id of ["filter-class", "filter-disagree", "filter-undecided"]) {
       $(id).addEventListener("change", (e) => { e.target.blur(); applyFilters(state.current); });
     }
