@@ -36,6 +36,15 @@ def words_tuple(text: str | None) -> tuple[str, ...] | None:
     return parse_words(text)
 
 
+PRECISION_HELP = ("Training compute precision: float32, or mixed (bfloat16 on CPU, float16 with loss scaling on GPU; variables, front-end, "
+                  "loss and soft labels stay float32, and the run is exported and predicted in float32 either way).")
+
+
+def precision_option(key: str):
+    """``--precision float32|mixed``: the recipe's ``key`` (teachers.precision or students.0.precision)."""
+    return recipe_option(key, "--precision", PRECISION_HELP)
+
+
 RECIPE = typer.Option(None, "--recipe", help="Recipe whose values are this command's defaults: a shipped name (`distill recipe list`) or a .toml file; options given here override it. Default: the default recipe, whose values --help shows.")
 
 

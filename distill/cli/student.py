@@ -20,7 +20,7 @@ FLAGS = {
     "students.0.epochs": "--epochs", "students.0.batch_size": "--batch-size", "students.0.learning_rate": "--lr",
     "students.0.label_smoothing": "--label-smoothing", "students.0.keep": "--keep", "students.0.feature_masks": "--feature-masks",
     "students.0.frontend": "--frontend", "data.silence_percentage": "--silence-percentage", "data.unknown_percentage": "--unknown-percentage",
-    "data.seed": "--seed", "predict.view_masks": "--view-masks", "data.words": "--words",
+    "data.seed": "--seed", "predict.view_masks": "--view-masks", "data.words": "--words", "students.0.precision": "--precision",
 }
 
 
@@ -48,6 +48,7 @@ def fit_command(
     weight_decay: float = options.WEIGHT_DECAY,
     label_smoothing: float = options.recipe_option("students.0.label_smoothing", "--label-smoothing", "Label smoothing of the hard-label term (the soft term already smooths)."),
     mixup: float = options.MIXUP,
+    precision: str = options.precision_option("students.0.precision"),
     keep: str = options.recipe_option("students.0.keep", "--keep", "Checkpoint the run stands for: best = the best validation epoch, last = the end of the schedule."),
     feature_masks: bool = options.recipe_option("students.0.feature_masks", "--feature-masks/--no-feature-masks", "SpecAugment time/frequency masks on the student's features while it trains (teachers' labels stay those of the unmasked clip); no change to the exported graph."),
     silence_percentage: float = options.recipe_option("data.silence_percentage", "--silence-percentage", "Silence examples as a percentage of the target-word count."),
@@ -81,7 +82,7 @@ def fit_command(
              "students.0.epochs": epochs, "students.0.batch_size": batch_size, "students.0.learning_rate": lr, "students.0.label_smoothing": label_smoothing,
              "students.0.keep": keep, "students.0.feature_masks": feature_masks, "students.0.frontend": frontend, "data.silence_percentage": silence_percentage,
              "data.unknown_percentage": unknown_percentage, "data.seed": seed, "predict.view_masks": view_masks,
-             "data.words": options.words_tuple(words)}
+             "data.words": options.words_tuple(words), "students.0.precision": precision}
     resolved, source = apply_options(recipe, given, FLAGS)
     s = resolved.students[0]
     result = fit_student(

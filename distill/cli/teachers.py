@@ -22,7 +22,7 @@ TRAIN_FLAGS = {
     "teachers.families": "--arch", "teachers.size": "--size", "teachers.epochs": "--epochs", "teachers.batch_size": "--batch-size",
     "teachers.learning_rate": "--lr", "teachers.label_smoothing": "--label-smoothing", "teachers.keep": "--keep", "teachers.seeds": "--seeds",
     "teachers.folds": "--folds", "data.silence_percentage": "--silence-percentage", "data.unknown_percentage": "--unknown-percentage", "data.seed": "--seed",
-    "data.words": "--words",
+    "data.words": "--words", "teachers.precision": "--precision",
 }
 PREDICT_FLAGS = {"predict.views": "--views", "predict.view_masks": "--view-masks", "data.silence_percentage": "--silence-percentage",
                  "data.unknown_percentage": "--unknown-percentage", "data.seed": "--seed", "data.words": "--words"}
@@ -42,6 +42,7 @@ def train_command(
     weight_decay: float = options.WEIGHT_DECAY,
     label_smoothing: float = options.recipe_option("teachers.label_smoothing", "--label-smoothing", "Label smoothing of the hard-label loss."),
     mixup: float = options.MIXUP,
+    precision: str = options.precision_option("teachers.precision"),
     keep: str = options.recipe_option("teachers.keep", "--keep", "Checkpoint the run stands for: best = the best validation epoch, last = the end of the schedule."),
     silence_percentage: float = options.recipe_option("data.silence_percentage", "--silence-percentage", "Silence examples as a percentage of the target-word count."),
     unknown_percentage: float = options.recipe_option("data.unknown_percentage", "--unknown-percentage", "Unknown-word examples as a percentage of the target-word count."),
@@ -68,7 +69,7 @@ def train_command(
     given = {"teachers.families": tuple(arch) if arch else None, "teachers.size": size, "teachers.epochs": epochs, "teachers.batch_size": batch_size,
              "teachers.learning_rate": lr, "teachers.label_smoothing": label_smoothing, "teachers.keep": keep, "teachers.seeds": seeds, "teachers.folds": folds,
              "data.silence_percentage": silence_percentage, "data.unknown_percentage": unknown_percentage, "data.seed": seed,
-             "data.words": options.words_tuple(words)}
+             "data.words": options.words_tuple(words), "teachers.precision": precision}
     resolved, source = apply_options(recipe, given, TRAIN_FLAGS)
     t = resolved.teachers
     results = []

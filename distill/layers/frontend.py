@@ -146,10 +146,17 @@ def _keras_frontend_layer():
 
     @keras.saving.register_keras_serializable(package="distill")
     class Frontend(keras.layers.Layer):
-        """Waveform (B, 16000) -> features (B, frames, features); no weights, identical at train and export time."""
+        """Waveform (B, 16000) -> features (B, frames, features); no weights, identical at train and export time.
+
+        Always computes in float32, whatever the global dtype policy: ``AudioSpectrogram`` and ``Mfcc`` take
+        float32 only, and the exported graph computes the features in float32, so a run trained under a
+        mixed policy learns from the features it ships with. The next layer casts them to its own compute
+        dtype.
+        """
 
         def __init__(self, config: FrontendConfig | dict | None = None, **kwargs):
             kwargs["trainable"] = False
+            kwargs["dtype"] = "float32"
             super().__init__(**kwargs)
             if isinstance(config, dict):
                 config = FrontendConfig(**config)

@@ -30,6 +30,7 @@ from distill.core.errors import DistillError
 RECIPE_PACKAGE = "distill.recipes"
 KEEP_CHOICES = ("best", "last")  # distill.training.fit.KEEP_CHOICES; importing it would import TensorFlow
 FRONTEND_CHOICES = ("logmel", "mfcc")
+PRECISION_CHOICES = ("float32", "mixed")  # distill.training.fit.PRECISIONS, checked by a test
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class TeachersRecipe:
     keep: str
     seeds: int
     folds: int
+    precision: str
 
     def check(self, at: str) -> None:
         if not self.families:
@@ -79,6 +81,7 @@ class TeachersRecipe:
         _choice(self.keep, KEEP_CHOICES, f"{at}.keep")
         _at_least(self.seeds, 1, f"{at}.seeds")
         _at_least(self.folds, 1, f"{at}.folds")
+        _choice(self.precision, PRECISION_CHOICES, f"{at}.precision")
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class StudentRecipe:
     max_mb: float
     max_ms: float
     twin: bool
+    precision: str
 
     def check(self, at: str) -> None:
         from distill.core.registry import STUDENTS
@@ -128,6 +132,7 @@ class StudentRecipe:
         _choice(self.weight_bits, (8, 32), f"{at}.weight_bits")
         _at_least(self.max_mb, 0, f"{at}.max_mb")
         _at_least(self.max_ms, 0, f"{at}.max_ms")
+        _choice(self.precision, PRECISION_CHOICES, f"{at}.precision")
 
     @property
     def label(self) -> str:
@@ -460,7 +465,7 @@ def schedule_config(section: TeachersRecipe | StudentRecipe, **extra):
     from distill.training.fit import ScheduleConfig
 
     return ScheduleConfig(epochs=section.epochs, batch_size=section.batch_size, learning_rate=section.learning_rate,
-                          label_smoothing=section.label_smoothing, keep=section.keep, **extra)
+                          label_smoothing=section.label_smoothing, keep=section.keep, precision=section.precision, **extra)
 
 
 def mix_config(data: DataRecipe):

@@ -50,6 +50,9 @@ LAST = Path("checkpoints") / "last.npz"
 BEST = Path("checkpoints") / "best.npz"
 CHECKPOINTS = {"best": BEST, "last": LAST}  # what ScheduleConfig.keep (and load_run's checkpoint) may name
 KEEP_CHOICES = tuple(CHECKPOINTS)
+# "mixed": float16 compute on a GPU, bfloat16 on CPUs; variables, the front-end, the loss and the soft
+# labels stay float32 either way (see ``precision_policy`` and ``build_model``)
+PRECISIONS = ("float32", "mixed")
 
 
 @dataclass(frozen=True)
@@ -67,11 +70,16 @@ class ScheduleConfig:
     # validation, "last" = the end of the schedule. Over long schedules the best of many epochs on a few
     # hundred validation clips is mostly noise picked as signal, and its validation score is flattered
     keep: str = "best"
+    # the compute precision while training; runs saved before the key existed load as float32, which is
+    # what they trained in. Prediction, evaluation and export always build the model in float32
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         # every fit (teachers, students, library callers) passes here before its run folder is made
         if self.keep not in KEEP_CHOICES:
             raise DistillError(f"keep must be one of {KEEP_CHOICES}, got {self.keep!r}")
+        if self.precision not in PRECISIONS:
+            raise DistillError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name, low in (("epochs", 1), ("batch_size", 1), ("warmup_epochs", 0), ("weight_decay", 0), ("checkpoint_every_steps", 0), ("mixup_alpha", 0)):
             if not getattr(self, name) >= low:
                 raise DistillError(f"schedule {name} must be >= {low}, got {getattr(self, name)}")
@@ -242,7 +250,55 @@ def configure_threads(threads: int) -> None:
         pass  # already initialised in this process; keep its setting
 
 
+def policy_name(precision: str) -> str:
+    """The Keras dtype policy that ``precision`` stands for on this machine."""
+    if precision not in PRECISIONS:
+        raise DistillError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "float32":
+        return "float32"
+    import tensorflow as tf
+
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+
+
+@contextmanager
+def precision_policy(precision: str) -> Iterator[str]:
+    """Build (and train) models under ``precision``'s dtype policy for the block; yields the policy's name.
+
+    Keras reads its global policy when a layer is made, so models built inside the block compute in half
+    precision and keep float32 variables, and models built after it (export, prediction, the next test)
+    are float32 again: the previous policy comes back however the block ends. Keras keeps the policy per
+    thread, so runs trained at once on threads do not see each other's.
+    """
+    import keras
+
+    name = policy_name(precision)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield name
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def build_model(config: RunConfig):
+    """The run's model under the current dtype policy, its logits float32 whatever the policy.
+
+    The architectures end in a plain Dense layer, which under a mixed policy yields half-precision
+    logits; the loss, the temperature-scaled soft term and the stored soft labels need float32, so a
+    weightless float32 cast is added after it. It holds no variables, so checkpoints of mixed runs load
+    into the float32 model (built without it) as they are.
+    """
+    model = _build_architecture(config)
+    if model.outputs[0].dtype == "float32":
+        return model
+    import keras
+
+    logits = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(model.outputs[0])
+    return keras.Model(model.inputs, logits, name=model.name)
+
+
+def _build_architecture(config: RunConfig):
     builder = FAMILIES[config.family].get(config.arch)
     extra = {}
     masks = config.feature_masks if config.feature_masks is not None else config.family == "teacher"
@@ -256,6 +312,18 @@ def build_model(config: RunConfig):
         return builder(size=config.size, num_classes=config.labels.num_classes, frontend=config.frontend, seed=config.seed, **extra)
     except ValueError as err:
         raise DistillError(f"{config.family} '{config.arch}': {err}") from err
+
+
+def make_optimizer(schedule: ScheduleConfig, policy: str):
+    """AdamW at the schedule's peak rate (the loop sets each step's rate), loss-scaled under float16."""
+    import keras
+
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule.learning_rate, weight_decay=schedule.weight_decay)
+    if policy == "mixed_float16":
+        # float16's range would flush small gradients to zero: scale the loss up, and skip the steps whose
+        # scaled gradients overflow (the scale then halves). bfloat16 has float32's range and needs none
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -414,87 +482,94 @@ def _fit_in_held_folder(*, config: RunConfig, run_dir: Path, resume: bool, sourc
     alpha = 1.0 if config.distill is None else config.distill.alpha
     temperature = 1.0 if config.distill is None else config.distill.temperature
 
-    model = build_model(config)
-    optimizer = keras.optimizers.AdamW(learning_rate=schedule.learning_rate, weight_decay=schedule.weight_decay)
-    optimizer.build(model.trainable_variables)
-    steps_per_epoch = source.steps_per_epoch
-    total_steps = schedule.epochs * steps_per_epoch
-    state = {"step": 0, "best_accuracy": -1.0, "best_epoch": -1, "history": [], "epoch_losses": []}
-    if resume and (run_dir / LAST).exists():
-        state = load_checkpoint(run_dir / LAST, model, optimizer)
-        # the step is the number of updates the weights hold, which the optimizer counts with them: checkpoints
-        # written before steps were atomic can hold a counter one behind (a Ctrl-C between step and count)
-        if int(optimizer.iterations.numpy()) == state["step"] + 1:
-            state["step"] += 1
-    resumed_from = state["step"]
+    # the policy holds while the model is built and trained; the kept checkpoint is scored below in float32,
+    # as `teachers predict` and export will run it
+    with precision_policy(schedule.precision) as policy:
+        model = build_model(config)
+        optimizer = make_optimizer(schedule, policy)
+        optimizer.build(model.trainable_variables)
+        steps_per_epoch = source.steps_per_epoch
+        total_steps = schedule.epochs * steps_per_epoch
+        state = {"step": 0, "best_accuracy": -1.0, "best_epoch": -1, "history": [], "epoch_losses": []}
+        if resume and (run_dir / LAST).exists():
+            state = load_checkpoint(run_dir / LAST, model, optimizer)
+            # the step is the number of updates the weights hold, which the optimizer counts with them: checkpoints
+            # written before steps were atomic can hold a counter one behind (a Ctrl-C between step and count)
+            if int(optimizer.iterations.numpy()) == state["step"] + 1:
+                state["step"] += 1
+        resumed_from = state["step"]
 
-    def loss_on(logits, y, soft):
-        return distillation_loss(logits, y, soft, alpha=alpha, temperature=temperature, label_smoothing=schedule.label_smoothing)
+        def loss_on(logits, y, soft):
+            return distillation_loss(logits, y, soft, alpha=alpha, temperature=temperature, label_smoothing=schedule.label_smoothing)
 
-    @tf.function(reduce_retracing=True)
-    def train_step(x, y, soft, partner, weight):
-        with tf.GradientTape() as tape:
-            logits = model(x, training=True)
-            loss = loss_on(logits, y, soft)
-            if schedule.mixup_alpha > 0:
-                # each term is linear in its target (KL up to a constant), so this is the loss on the mixed targets
-                loss = weight * loss + (1.0 - weight) * loss_on(logits, tf.gather(y, partner), tf.gather(soft, partner))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
-
-    predict = make_predictor(model)
-    validation = evaluation_examples(dataset, config, "validation")
-    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard"))
-    started = time.time()
-    empty_soft = np.zeros((schedule.batch_size, config.labels.num_classes), np.float32)
-    from distill.core.progress import track
-
-    try:
-        # an epoch is done once validated: a run stopped during validation resumes by validating that epoch
-        for epoch in range(len(state["history"]), schedule.epochs):
-            start = state["step"] - epoch * steps_per_epoch
-            losses = state.setdefault("epoch_losses", [])  # this epoch's losses, kept in the checkpoint across a resume
-            batches = prefetch(source.batches(epoch, start))
-            for batch in track(batches, total=steps_per_epoch - start, description=f"{config.arch} epoch {epoch + 1}/{schedule.epochs}", disable=not progress):
-                lr = learning_rate_at(state["step"], total_steps=total_steps, steps_per_epoch=steps_per_epoch, schedule=schedule)
-                optimizer.learning_rate.assign(lr)
-                soft = batch.soft if batch.soft is not None else empty_soft[: len(batch.labels)]
-                x, partner, weight = batch.waveforms, np.arange(len(batch.labels)), 1.0
+        @tf.function(reduce_retracing=True)
+        def train_step(x, y, soft, partner, weight):
+            with tf.GradientTape() as tape:
+                logits = model(x, training=True)
+                loss = loss_on(logits, y, soft)
                 if schedule.mixup_alpha > 0:
-                    partner, weight = mixup_pairs(seed=config.seed, step=state["step"], batch=len(batch.labels), alpha=schedule.mixup_alpha)
-                    x = weight * x + (1.0 - weight) * x[partner]
-                with interrupt_deferred():  # the update, its count and its checkpoint happen together or not at all
-                    loss = float(train_step(x, batch.labels, soft, partner, tf.constant(weight, tf.float32)))
-                    if not np.isfinite(loss):
-                        raise DistillError(f"training diverged at step {state['step']} (loss {loss}); lower --lr")
-                    losses.append(loss)
-                    state["step"] += 1
-                    if state["step"] % 20 == 0:
-                        with writer.as_default():
-                            tf.summary.scalar("train/loss", loss, step=state["step"])
-                            tf.summary.scalar("train/learning_rate", lr, step=state["step"])
-                    if schedule.checkpoint_every_steps and state["step"] % schedule.checkpoint_every_steps == 0:
-                        _save_checkpoint(run_dir / LAST, model, optimizer, state)
-            val = evaluate(predict, dataset, validation, labels=config.labels)
-            with interrupt_deferred():  # the epoch's record, best checkpoint and last checkpoint: all or none
-                state["history"].append({"epoch": epoch + 1, "step": state["step"], "loss": float(np.mean(losses)) if losses else None, "val_accuracy": val["accuracy"]})
-                state["epoch_losses"] = []
-                with writer.as_default():
-                    tf.summary.scalar("validation/accuracy", val["accuracy"], step=state["step"])
-                if val["accuracy"] > state["best_accuracy"]:
-                    state["best_accuracy"], state["best_epoch"] = val["accuracy"], epoch + 1
-                    _save_checkpoint(run_dir / BEST, model, None, {"epoch": epoch + 1, "val_accuracy": val["accuracy"]})
-                _save_checkpoint(run_dir / LAST, model, optimizer, state)
-                write_json(run_dir / "history.json", state["history"])
-    except KeyboardInterrupt:
-        # the state is consistent here (every step and epoch end is one unit); a second Ctrl-C must not cut this save
-        with interrupt_deferred():
-            _save_checkpoint(run_dir / LAST, model, optimizer, state)
-        raise
-    finally:
-        writer.close()
+                    # each term is linear in its target (KL up to a constant), so this is the loss on the mixed targets
+                    loss = weight * loss + (1.0 - weight) * loss_on(logits, tf.gather(y, partner), tf.gather(soft, partner))
+                scaled = optimizer.scale_loss(loss)  # the loss itself unless loss scaling is on; apply_gradients unscales
+            grads = tape.gradient(scaled, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss
 
+        predict = make_predictor(model)
+        validation = evaluation_examples(dataset, config, "validation")
+        writer = tf.summary.create_file_writer(str(run_dir / "tensorboard"))
+        started = time.time()
+        empty_soft = np.zeros((schedule.batch_size, config.labels.num_classes), np.float32)
+        from distill.core.progress import track
+
+        try:
+            # an epoch is done once validated: a run stopped during validation resumes by validating that epoch
+            for epoch in range(len(state["history"]), schedule.epochs):
+                start = state["step"] - epoch * steps_per_epoch
+                losses = state.setdefault("epoch_losses", [])  # this epoch's losses, kept in the checkpoint across a resume
+                batches = prefetch(source.batches(epoch, start))
+                for batch in track(batches, total=steps_per_epoch - start, description=f"{config.arch} epoch {epoch + 1}/{schedule.epochs}", disable=not progress):
+                    lr = learning_rate_at(state["step"], total_steps=total_steps, steps_per_epoch=steps_per_epoch, schedule=schedule)
+                    optimizer.learning_rate.assign(lr)
+                    soft = batch.soft if batch.soft is not None else empty_soft[: len(batch.labels)]
+                    x, partner, weight = batch.waveforms, np.arange(len(batch.labels)), 1.0
+                    if schedule.mixup_alpha > 0:
+                        partner, weight = mixup_pairs(seed=config.seed, step=state["step"], batch=len(batch.labels), alpha=schedule.mixup_alpha)
+                        x = weight * x + (1.0 - weight) * x[partner]
+                    with interrupt_deferred():  # the update, its count and its checkpoint happen together or not at all
+                        loss = float(train_step(x, batch.labels, soft, partner, tf.constant(weight, tf.float32)))
+                        if not np.isfinite(loss):
+                            raise DistillError(f"training diverged at step {state['step']} (loss {loss}); lower --lr")
+                        losses.append(loss)
+                        state["step"] += 1
+                        if state["step"] % 20 == 0:
+                            with writer.as_default():
+                                tf.summary.scalar("train/loss", loss, step=state["step"])
+                                tf.summary.scalar("train/learning_rate", lr, step=state["step"])
+                        if schedule.checkpoint_every_steps and state["step"] % schedule.checkpoint_every_steps == 0:
+                            _save_checkpoint(run_dir / LAST, model, optimizer, state)
+                val = evaluate(predict, dataset, validation, labels=config.labels)
+                with interrupt_deferred():  # the epoch's record, best checkpoint and last checkpoint: all or none
+                    state["history"].append({"epoch": epoch + 1, "step": state["step"], "loss": float(np.mean(losses)) if losses else None, "val_accuracy": val["accuracy"]})
+                    state["epoch_losses"] = []
+                    with writer.as_default():
+                        tf.summary.scalar("validation/accuracy", val["accuracy"], step=state["step"])
+                    if val["accuracy"] > state["best_accuracy"]:
+                        state["best_accuracy"], state["best_epoch"] = val["accuracy"], epoch + 1
+                        _save_checkpoint(run_dir / BEST, model, None, {"epoch": epoch + 1, "val_accuracy": val["accuracy"]})
+                    _save_checkpoint(run_dir / LAST, model, optimizer, state)
+                    write_json(run_dir / "history.json", state["history"])
+        except KeyboardInterrupt:
+            # the state is consistent here (every step and epoch end is one unit); a second Ctrl-C must not cut this save
+            with interrupt_deferred():
+                _save_checkpoint(run_dir / LAST, model, optimizer, state)
+            raise
+        finally:
+            writer.close()
+
+    if policy != "float32":
+        model = build_model(config)  # float32 again: the model that predicts soft labels and is exported
+        predict = make_predictor(model)
     load_checkpoint(run_dir / CHECKPOINTS[schedule.keep], model)
     metrics = {
         "family": config.family,
@@ -507,6 +582,8 @@ def _fit_in_held_folder(*, config: RunConfig, run_dir: Path, resume: bool, sourc
         "validation": evaluate(predict, dataset, validation, labels=config.labels),
         "test": evaluate(predict, dataset, evaluation_examples(dataset, config, "testing"), labels=config.labels),
         "classes": list(config.labels.classes),
+        "precision": schedule.precision,
+        "policy": policy,  # the dtype policy the training steps ran under (mixed: mixed_bfloat16 on CPU, mixed_float16 on GPU)
     }
     write_json(run_dir / "metrics.json", metrics)
     return FitResult(run_dir=run_dir, metrics=metrics, seconds=time.time() - started, resumed_from_step=resumed_from)

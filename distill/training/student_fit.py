@@ -247,7 +247,8 @@ class StudentRunSpec:
 
     A separate process per run lets drivers fit several at once (each with the threads TensorFlow
     gives it) and keeps one crashed run from taking the others down. ``soft_labels=None`` is the
-    no-teacher twin; ``alpha``/``temperature`` only apply to distilled runs.
+    no-teacher twin; ``alpha``/``temperature`` only apply to distilled runs. ``words`` and ``precision``
+    are always passed on, so the run never falls back on a recipe's values.
     """
 
     data: Path
@@ -265,10 +266,16 @@ class StudentRunSpec:
     weight_bits: int = 8
     max_mb: float = 1.0
     max_ms: float = 30.0
+    words: tuple[str, ...] = TARGET_WORDS
+    precision: str = "float32"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "words", tuple(self.words))
 
     def command(self, run: Path) -> list[str]:
         command = [sys.executable, "-m", "distill", "student", "fit", "--arch", self.arch, "--size", self.size, "--data", str(self.data),
                    "--epochs", str(self.epochs), "--seed", str(self.seed), "--weight-bits", str(self.weight_bits),
+                   "--words", ",".join(self.words), "--precision", self.precision,
                    "--max-mb", f"{self.max_mb:g}", "--max-ms", f"{self.max_ms:g}", "--keep", self.keep, "--mixup", f"{self.mixup:g}",
                    "--quiet", "--out", str(run)]
         if self.soft_labels is None:
@@ -291,7 +298,8 @@ class StudentRunSpec:
         teachers = self.soft_labels is not None
         expected = {"arch": self.arch, "size": self.size, "epochs": self.epochs, "seed": self.seed, "feature_masks": self.feature_masks,
                     "view_masks": self.view_masks, "mixup": self.mixup, "soft_labels": str(Path(self.soft_labels).resolve()) if teachers else None,
-                    "alpha": self.alpha if teachers else None, "temperature": self.temperature if teachers else None}
+                    "alpha": self.alpha if teachers else None, "temperature": self.temperature if teachers else None,
+                    "words": ",".join(self.words), "precision": self.precision}
         if not finished:
             expected["keep"] = self.keep
         refuse_other_run(run, expected=expected)
@@ -308,7 +316,8 @@ def saved_run_settings(run: Path) -> dict:
             "feature_masks": bool(saved.feature_masks), "view_masks": saved.augment.view_masks_enabled(), "mixup": saved.schedule.mixup_alpha, "keep": saved.schedule.keep,
             "teachers": taught is not None, "soft_labels": str(Path(taught.soft_labels).resolve()) if taught else None,
             "alpha": taught.alpha if taught else None, "temperature": taught.temperature if taught else None,
-            "max_views": taught.max_views if taught else None, "pseudo": bool(taught and taught.pseudo)}
+            "max_views": taught.max_views if taught else None, "pseudo": bool(taught and taught.pseudo),
+            "words": ",".join(saved.words), "precision": saved.schedule.precision}
 
 
 def refuse_other_run(run: Path, *, expected: dict) -> None:

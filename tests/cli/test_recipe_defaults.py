@@ -63,6 +63,17 @@ def test_options_and_another_recipe_override_the_defaults_and_are_recorded(calls
     assert got["recipe"] == RecipeSource(name="quick", overrides=("students.0.epochs=3", "students.0.feature_masks=false"))
     _ok("student", "fit", "--arch", "dscnn", "--data", tmp_path, "--no-teachers")
     assert (calls["fit"][1]["arch"], calls["fit"][1]["size"]) == ("dscnn", "default")  # the recipe's size is tcresnet's
+    assert calls["fit"][1]["schedule"].precision == "float32"
+
+
+def test_precision_reaches_the_schedule_and_is_recorded(calls, tmp_path):
+    _ok("teachers", "train", "--data", tmp_path, "--precision", "mixed", "--folds", "1")
+    _ok("student", "fit", "--data", tmp_path, "--no-teachers", "--precision", "mixed")
+    assert calls["train"][0]["schedule"].precision == "mixed" and calls["fit"][0]["schedule"].precision == "mixed"
+    assert 'teachers.precision="mixed"' in calls["train"][0]["recipe"].overrides
+    assert calls["fit"][0]["recipe"].overrides == ('students.0.precision="mixed"',)
+    _ok("teachers", "train", "--recipe", "smoke", "--data", tmp_path, "--folds", "1")
+    assert calls["train"][1]["schedule"].precision == "float32"  # recipes that leave the key out take the default's
 
 
 def test_help_shows_the_default_recipes_values():

@@ -66,6 +66,8 @@ def test_overrides_are_typed_by_the_field_they_set():
     ("predict.views=0", "predict.views: must be >= 1"),
     ('teachers.families=["nope"]', "teachers.families.0: unknown teacher"),
     ("calibrate.expected_unknown=0.95", "calibrate: expected_silence + expected_unknown"),
+    ("teachers.precision=half", "teachers.precision: must be one of float32, mixed, got 'half'"),
+    ("students.0.precision=mixed_bfloat16", "students.0.precision: must be one of float32, mixed"),
     ("nothing.here=1", "nothing: unknown key"),
     ("epochs", "override 'epochs': write KEY=VALUE"),
 ])
