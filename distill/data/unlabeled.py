@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,7 @@ from distill.core.labels import (
 )
 from distill.data.cache import Cache, DecodedAudio, build_cache, cache_fingerprint, default_cache_dir, open_cache, report_skipped
 from distill.data.index import FileStat, is_wav, scan_wavs
-from distill.data.wav import read_many, to_clip
+from distill.data.wav import read_clip_into
 
 
 def resolve_unlabeled(folder: Path) -> Path:
@@ -73,33 +75,63 @@ def iter_unlabeled(
     batch_size: int = 256,
     names: Sequence[str] | None = None,
     skip_bad: bool = False,
+    ahead: int = 2,
 ) -> Iterator[UnlabeledBatch]:
     """Stream an unlabeled folder in name order, ``batch_size`` clips at a time (the last batch may be shorter).
 
-    Never holds more than a batch (plus a short read-ahead) in memory. A bad file
+    Never holds more than ``ahead`` batches beyond the one yielded. A bad file
     raises its BadAudioError, or with ``skip_bad`` comes in its batch like any
     other clip, with its error (see ``UnlabeledBatch``): every clip of ``names``
     (default: ``list_unlabeled(folder)``) is in exactly one batch, in order.
+
+    Each batch is read and decoded whole on a background thread while the
+    caller works on the previous one (file reads release the GIL), one task per
+    batch rather than per file, so the reader costs little CPU beside the
+    decoding itself.
     """
     if batch_size < 1:
         raise DistillError(f"batch_size must be >= 1, got {batch_size}")
     folder = resolve_unlabeled(folder)
     names = list(names) if names is not None else list_unlabeled(folder)
-    results = read_many([folder / n for n in names])
-    for start in range(0, len(names), batch_size):
-        batch_names = names[start : start + batch_size]
-        waveforms = np.zeros((len(batch_names), CLIP_SAMPLES), dtype=np.float32)
-        errors: list[BadAudioError | None] = []
-        for row in range(len(batch_names)):
-            result = next(results)
-            if isinstance(result, BadAudioError):
-                if not skip_bad:
-                    raise result
-                errors.append(result)
-            else:
-                to_clip(result, out=waveforms[row])
-                errors.append(None)
-        yield UnlabeledBatch(batch_names, waveforms, tuple(errors))
+    starts = range(0, len(names), batch_size)
+    if ahead < 1 or len(starts) < 2:
+        for start in starts:
+            yield _checked(_read_batch(folder, names[start : start + batch_size]), skip_bad)
+        return
+    pending: collections.deque[concurrent.futures.Future] = collections.deque()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="distill-read") as pool:
+        try:
+            for start in starts:
+                pending.append(pool.submit(_read_batch, folder, names[start : start + batch_size]))
+                if len(pending) > ahead:
+                    yield _checked(pending.popleft().result(), skip_bad)
+            while pending:
+                yield _checked(pending.popleft().result(), skip_bad)
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _read_batch(folder: Path, names: list[str]) -> UnlabeledBatch:
+    waveforms = np.empty((len(names), CLIP_SAMPLES), dtype=np.float32)
+    errors: list[BadAudioError | None] = []
+    for row, name in enumerate(names):
+        try:
+            read_clip_into(folder / name, waveforms[row])
+        except BadAudioError as err:
+            waveforms[row] = 0.0
+            errors.append(err)
+        else:
+            errors.append(None)
+    return UnlabeledBatch(names, waveforms, tuple(errors))
+
+
+def _checked(batch: UnlabeledBatch, skip_bad: bool) -> UnlabeledBatch:
+    if not skip_bad:
+        bad = next((err for err in batch.errors if err is not None), None)
+        if bad is not None:
+            raise bad
+    return batch
 
 
 class DecodedUnlabeled(DecodedAudio):

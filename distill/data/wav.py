@@ -30,7 +30,11 @@ def int16_to_float32(samples: np.ndarray, *, out: np.ndarray | None = None) -> n
     ``out`` (float32, the shape of ``samples``) receives the result instead of a new array.
     """
     if out is not None:
-        return np.multiply(samples, _SCALE, out=out, dtype=np.float32)
+        # cast, then scale in place: np.multiply(int16, float32, dtype=float32) takes a buffered casting loop,
+        # several times slower, for the same bits (the int16 -> float32 cast is exact either way)
+        out[...] = samples
+        out *= _SCALE
+        return out
     # cast, then scale in place: twice as fast as np.multiply(int16, float32, dtype=float32)
     result = np.array(samples, dtype=np.float32)
     result *= _SCALE
@@ -50,12 +54,43 @@ def read_wav(path: str | os.PathLike) -> np.ndarray:
             data = fh.read()
     except OSError as err:
         raise BadAudioError(path, f"unreadable: {err.strerror or err}") from err
+    return _parse(data, path)
+
+
+def _parse(data: bytes, path: Any) -> np.ndarray:
     try:
         return _parse_wav(data, path)
     except BadAudioError:
         raise
     except (struct.error, ValueError) as err:  # a header field that points outside the file
         raise BadAudioError(path, f"unreadable: malformed RIFF header ({err})") from err
+
+
+# Bytes 8..40 of the plainest 16 kHz mono 16-bit PCM file (what ``encode_wav`` and the Kaggle clips have):
+# 'WAVE', a 16-byte 'fmt ' chunk, then the 'data' chunk id. A file that starts so needs no chunk walk.
+_PLAIN_HEADER = b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, SAMPLE_RATE, 2 * SAMPLE_RATE, 2, 16) + b"data"
+_PLAIN_DATA_AT = 12 + len(_PLAIN_HEADER) + 4
+
+
+def read_clip_into(path: str | os.PathLike, out: np.ndarray) -> None:
+    """``to_clip(read_wav(path), out=out)`` with fewer copies: ``out`` (float32 ``(16000,)``) receives the clip.
+
+    A file with the plain 44-byte header is converted straight from its bytes;
+    any other layout goes through ``read_wav``'s chunk walk. Either way the
+    samples, and every BadAudioError with its reason, are ``read_wav``'s.
+    """
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as err:
+        raise BadAudioError(path, f"unreadable: {err.strerror or err}") from err
+    if len(data) >= _PLAIN_DATA_AT and data[:4] == b"RIFF" and data[8:40] == _PLAIN_HEADER:
+        (size,) = struct.unpack_from("<I", data, 40)
+        # the cases _parse_wav has a reason for (truncated, odd, empty, streamed size) take the slow path
+        if 0 < size <= len(data) - _PLAIN_DATA_AT and not size & 1:
+            to_clip(np.frombuffer(data, dtype="<i2", count=size // 2, offset=_PLAIN_DATA_AT), out=out)
+            return
+    to_clip(_parse(data, path), out=out)
 
 
 def decode_wav(path: str | os.PathLike) -> np.ndarray:

@@ -11,7 +11,9 @@ threads. A chunk is either the single-clip graph vectorized with
 for the ops pfor does not batch well) or ``tf.map_fn`` over it; by default both
 are timed at load and the faster kept. Every method is checked against
 single-clip runs on a probe batch (<= 1e-5). ``scripts/bench_submit.py``
-compares them with the one-call-per-clip loop.
+compares them with the one-call-per-clip loop. ``submit`` starts a batch
+without waiting for it, so that ``write_submission`` keeps the workers busy
+while it reads and writes (docs/submission-speed.md).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from distill.submission.scoring import LABEL_ALIASES
 __all__ = [
     "METHODS",
     "GraphPredictor",
+    "PendingPrediction",
     "configure_threads",
     "default_workers",
     "load_graph_def",
@@ -147,6 +150,23 @@ def configure_threads(intra: int, inter: int) -> bool:
         return (tf.config.threading.get_intra_op_parallelism_threads() == intra
                 and tf.config.threading.get_inter_op_parallelism_threads() == inter)
     return True
+
+
+class PendingPrediction:
+    """Probabilities being computed by :meth:`GraphPredictor.submit`: ``result()`` waits for and returns them."""
+
+    def __init__(self, parts: list, num_classes: int):
+        self._parts = parts
+        self._num_classes = num_classes
+
+    def result(self) -> np.ndarray:
+        if not self._parts:
+            return np.zeros((0, self._num_classes), np.float32)
+        return np.concatenate([part.result() for part in self._parts]).astype(np.float32, copy=False)
+
+    def cancel(self) -> None:
+        for part in self._parts:
+            part.cancel()
 
 
 class GraphPredictor:
@@ -364,14 +384,34 @@ class GraphPredictor:
         chunks = [x[i:i + self.chunk] for i in range(0, len(x), self.chunk)]
         run = functools.partial(self._run_with, method)
         if self.workers > 1 and len(chunks) > 1:
-            if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="distill-predict")
-            parts = list(self._pool.map(run, chunks))
+            parts = list(self._workers().map(run, chunks))
         else:
             parts = [run(c) for c in chunks]
         return np.concatenate(parts).astype(np.float32, copy=False)
+
+    def _workers(self):
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="distill-predict")
+        return self._pool
+
+    def submit(self, waveforms: np.ndarray) -> "PendingPrediction":
+        """``predict(waveforms)`` started on the worker threads; the result's ``result()`` waits for it.
+
+        Chunks of successive calls queue on the same workers, so a caller that
+        submits the next batch before collecting this one keeps every core busy
+        through the end of each batch and while it handles the rows. The
+        probabilities are ``predict``'s, bit for bit: each chunk runs the same
+        function, and a clip's result does not depend on its chunk.
+        """
+        x = np.ascontiguousarray(np.asarray(waveforms, dtype=np.float32))
+        if x.ndim != 2 or x.shape[1] != CLIP_SAMPLES:
+            raise DistillError(f"waveforms must have shape (B, {CLIP_SAMPLES}), got {x.shape}")
+        run = functools.partial(self._run_with, self.method)
+        pool = self._workers()
+        return PendingPrediction([pool.submit(run, x[i:i + self.chunk]) for i in range(0, len(x), self.chunk)],
+                                 self.num_classes)
 
     def close(self) -> None:
         """Stop the worker threads (a later predict() starts them again)."""

@@ -1,15 +1,18 @@
 """The Kaggle submission CSV from a frozen graph: :func:`write_submission`, resumable and validated.
 
 It streams a test folder (``distill.data.unlabeled.iter_unlabeled``, every clip
-with its audio or the reason it is bad), appends one row per clip to
-``<out>.part`` as it goes (flushed every batch, fsynced every few seconds),
-resumes after the last complete row of a matching partial file, and writes the
+with its audio or the reason it is bad) as a pipeline: the next batch is read
+and predicted while this one's rows are written (docs/submission-speed.md).
+It appends one row per clip to ``<out>.part`` as it goes (flushed every
+batch, fsynced every few seconds), resumes after the last complete row of a matching partial file, and writes the
 final ``fname,label`` CSV atomically, sorted, then validates it. A second
 writer of the same CSV is refused while the first runs (``<out>.lock``).
 """
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
 import csv
 import hashlib
@@ -48,8 +51,10 @@ class SubmissionResult:
     included); ``stream_seconds``: reading, predicting and writing the rows
     (``stream_cpu_seconds``: the process's CPU time meanwhile, all threads);
     ``clips_per_second`` = predicted_rows / stream_seconds; ``predict_seconds``:
-    the part of it spent in the graph. ``score``: with an ``answer_key``, the
-    submission scored against it (:func:`distill.submission.scoring.score_submission`).
+    the part of it spent waiting for the graph (it runs while the rows of the
+    batch before are written, so a share near 1 means the graph is the
+    bottleneck). ``score``: with an ``answer_key``, the submission scored
+    against it (:func:`distill.submission.scoring.score_submission`).
     """
 
     out: Path
@@ -161,21 +166,32 @@ def _write_submission(*, predictor: GraphPredictor, model_path: Path, test_dir: 
     batches = iter_unlabeled(test_dir, batch_size=batch_size, names=names[done:], skip_bad=skip_bad)
     bar = track(batches, total=len(names), completed=done, size=len, description=f"predicting {len(names):,} clips",
                 disable=not progress)
+    # A pipeline: the reader decodes batch k+1 and the graph runs it while this thread writes batch k's rows,
+    # so the cores never wait for the rows or the files. GraphPredictor queues chunks on its own workers
+    # (submit); another predictor (LiteRT) runs one predict() at a time on a thread of its own.
+    solo = None if hasattr(predictor, "submit") else concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="distill-submit")
+
+    def start(waveforms: np.ndarray):
+        return predictor.submit(waveforms) if solo is None else solo.submit(predictor.predict, waveforms)
+
+    pending: collections.deque[tuple[Any, Any]] = collections.deque()  # (batch, its prediction or None)
     with open(part, "a", encoding="utf-8", newline="") as fh, contextlib.closing(bar):
         writer = csv.writer(fh, lineterminator="\n")
-        for batch in bar:
+
+        def write_rows(batch, running) -> None:
+            nonlocal silence, predict_seconds, last_sync
             ok = batch.ok
             batch_probs = np.empty((len(batch), predictor.num_classes), np.float32)
-            if ok.any():
+            if running is not None:
                 t = time.perf_counter()
-                batch_probs[ok] = predictor.predict(batch.waveforms if ok.all() else batch.waveforms[ok])
+                batch_probs[ok] = running.result()
                 predict_seconds += time.perf_counter() - t
             if not ok.all():
                 if silence is None:
-                    silence = predictor.predict(np.zeros((1, CLIP_SAMPLES), np.float32))[0]
+                    silence = start(np.zeros((1, CLIP_SAMPLES), np.float32)).result()[0]
                 batch_probs[~ok] = silence
-            for name, p, err in zip(batch.names, batch_probs, batch.errors):
-                label = predictor.classes[int(p.argmax())]
+            labels = [predictor.classes[i] for i in batch_probs.argmax(axis=1)]  # row by row argmax, at once
+            for name, label, p, err in zip(batch.names, labels, batch_probs, batch.errors):
                 reason = "" if err is None else _clean_reason(err.reason)
                 line = [name, label, reason]
                 if probs:
@@ -191,6 +207,21 @@ def _write_submission(*, predictor: GraphPredictor, model_path: Path, test_dir: 
             if time.perf_counter() - last_sync >= _FSYNC_SECONDS:
                 os.fsync(fh.fileno())
                 last_sync = time.perf_counter()
+
+        try:
+            for batch in bar:
+                ok = batch.ok
+                pending.append((batch, start(batch.waveforms if ok.all() else batch.waveforms[ok]) if ok.any() else None))
+                if len(pending) > 1:
+                    write_rows(*pending.popleft())
+            while pending:
+                write_rows(*pending.popleft())
+        finally:
+            for _, running in pending:  # an error: the batches still queued are not wanted
+                if running is not None:
+                    running.cancel()
+            if solo is not None:
+                solo.shutdown(wait=True)
         fh.flush()
         os.fsync(fh.fileno())
     stream_seconds = time.perf_counter() - t_stream

@@ -93,3 +93,31 @@ def reference(model_dir, test_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("reference") / "submission.csv"
     result = write_submission(model=model_dir, test_dir=test_dir, out=out, batch_size=4, progress=False, probs=True)
     return result
+
+
+@pytest.fixture
+def on_prediction(monkeypatch):
+    """``on_prediction(hook)``: ``hook()`` runs each time ``write_submission`` collects a batch's probabilities
+    (to interrupt or hold a run at that point); ``on_prediction(None)`` removes it."""
+    from distill.submission.predictor import GraphPredictor
+
+    real = GraphPredictor.submit
+
+    class Hooked:
+        def __init__(self, pending, hook):
+            self.pending, self.hook = pending, hook
+
+        def result(self):
+            self.hook()
+            return self.pending.result()
+
+        def cancel(self):
+            self.pending.cancel()
+
+    def install(hook):
+        if hook is None:
+            monkeypatch.setattr(GraphPredictor, "submit", real)
+        else:
+            monkeypatch.setattr(GraphPredictor, "submit", lambda self, waveforms: Hooked(real(self, waveforms), hook))
+
+    return install

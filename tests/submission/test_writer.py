@@ -13,7 +13,6 @@ import pytest
 from distill.core.errors import BadAudioError, DistillError
 from distill.core.labels import CLASSES
 from distill.data.wav import decode_wav
-from distill.submission.predictor import GraphPredictor
 from distill.submission.scoring import read_submission, validate_submission
 from distill.submission.writer import write_submission
 
@@ -40,23 +39,21 @@ def test_write_submission_valid_csv(reference, test_dir, predictor, n_clips):
     assert sum(1 for c in reference.counts.values() if c) >= 3  # the toy gives varied labels
 
 
-def test_interrupted_run_resumes_to_the_same_file(tmp_path, model_dir, test_dir, reference, monkeypatch, n_clips):
+def test_interrupted_run_resumes_to_the_same_file(tmp_path, model_dir, test_dir, reference, on_prediction, n_clips):
     out = tmp_path / "sub.csv"
     part = tmp_path / "sub.csv.part"
-    real_predict = GraphPredictor.predict
     calls = {"n": 0}
 
-    def failing(self, waveforms):
+    def failing():
         calls["n"] += 1
         if calls["n"] > 2:
             raise KeyboardInterrupt
-        return real_predict(self, waveforms)
 
-    monkeypatch.setattr(GraphPredictor, "predict", failing)
+    on_prediction(failing)
     with pytest.raises(KeyboardInterrupt):
         write_submission(model=model_dir, test_dir=test_dir, out=out, batch_size=4, progress=False, probs=True)
     assert not out.exists() and part.exists()
-    monkeypatch.setattr(GraphPredictor, "predict", real_predict)
+    on_prediction(None)
     # a half-written row at the end (the process died mid-write) is dropped on resume
     with open(part, "a") as fh:
         fh.write("clip_00")
@@ -68,21 +65,19 @@ def test_interrupted_run_resumes_to_the_same_file(tmp_path, model_dir, test_dir,
     assert not part.exists()
 
 
-def test_partial_file_that_is_not_a_prefix_starts_over(tmp_path, model_dir, test_dir, reference, monkeypatch):
+def test_partial_file_that_is_not_a_prefix_starts_over(tmp_path, model_dir, test_dir, reference, on_prediction):
     out = tmp_path / "sub.csv"
-    real_predict = GraphPredictor.predict
     calls = {"n": 0}
 
-    def failing(self, waveforms):
+    def failing():
         calls["n"] += 1
         if calls["n"] > 1:
             raise RuntimeError("killed")
-        return real_predict(self, waveforms)
 
-    monkeypatch.setattr(GraphPredictor, "predict", failing)
+    on_prediction(failing)
     with pytest.raises(RuntimeError):
         write_submission(model=model_dir, test_dir=test_dir, out=out, batch_size=4, progress=False)
-    monkeypatch.setattr(GraphPredictor, "predict", real_predict)
+    on_prediction(None)
     part = tmp_path / "sub.csv.part"
     lines = part.read_text().splitlines(keepends=True)
     lines[3], lines[4] = lines[4], lines[3]  # rows out of clip order
@@ -92,7 +87,7 @@ def test_partial_file_that_is_not_a_prefix_starts_over(tmp_path, model_dir, test
     assert out.read_bytes() == reference.out.read_bytes()
 
 
-def test_skip_bad_predicts_silence_and_reports(tmp_path, model_dir, test_dir, predictor, capsys, monkeypatch):
+def test_skip_bad_predicts_silence_and_reports(tmp_path, model_dir, test_dir, predictor, capsys, on_prediction):
     folder = tmp_path / "test"
     folder.mkdir()
     for p in sorted(test_dir.glob("clip_*.wav"))[:6]:
@@ -119,19 +114,17 @@ def test_skip_bad_predicts_silence_and_reports(tmp_path, model_dir, test_dir, pr
     assert "2 clip(s) could not be read" in capsys.readouterr().err
     validate_submission(out, test_dir=folder)
     # a partial file holding silence rows of bad clips is not resumed by a strict run: it starts over and stops
-    real_predict = GraphPredictor.predict
     calls = {"n": 0}
 
-    def failing(self, waveforms):
+    def failing():  # the first batch's rows (its silence row too) are written, then the run stops
         calls["n"] += 1
         if calls["n"] > 2:
             raise KeyboardInterrupt
-        return real_predict(self, waveforms)
 
-    monkeypatch.setattr(GraphPredictor, "predict", failing)
+    on_prediction(failing)
     with pytest.raises(KeyboardInterrupt):
         write_submission(model=model_dir, test_dir=folder, out=out, batch_size=3, progress=False, skip_bad=True)
-    monkeypatch.setattr(GraphPredictor, "predict", real_predict)
+    on_prediction(None)
     part = tmp_path / "sub.csv.part"
     assert "\nclip_000000002.wav," in part.read_text()  # its silence row, with the reason
     with pytest.raises(BadAudioError, match="clip_000000002.wav"):
@@ -139,17 +132,15 @@ def test_skip_bad_predicts_silence_and_reports(tmp_path, model_dir, test_dir, pr
     assert "\nclip_000000002.wav," not in part.read_text()  # started over instead of keeping that row
 
 
-def test_a_second_writer_of_the_same_csv_is_refused_at_once(tmp_path, model_dir, test_dir, reference, monkeypatch):
+def test_a_second_writer_of_the_same_csv_is_refused_at_once(tmp_path, model_dir, test_dir, reference, on_prediction):
     out = tmp_path / "sub.csv"
-    real_predict = GraphPredictor.predict
     started, release = threading.Event(), threading.Event()
     first: dict = {}
 
-    def held(self, waveforms):  # the first writer stops mid-file until released; others predict normally
+    def held():  # the first writer stops mid-file until released; others predict normally
         if threading.current_thread().name == "first-writer":
             started.set()
             release.wait(30)
-        return real_predict(self, waveforms)
 
     def run_first():
         try:
@@ -157,7 +148,7 @@ def test_a_second_writer_of_the_same_csv_is_refused_at_once(tmp_path, model_dir,
         except BaseException as err:  # noqa: BLE001 - reported by the assertions below
             first["error"] = err
 
-    monkeypatch.setattr(GraphPredictor, "predict", held)
+    on_prediction(held)
     thread = threading.Thread(target=run_first, name="first-writer")
     thread.start()
     try:
