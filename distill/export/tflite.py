@@ -1,21 +1,25 @@
 """Export a student run as a full-integer LiteRT model (``model.tflite``), the ``--format tflite`` of ``distill export``.
 
 The model reads the float waveform as ``decoded_sample_data:0`` does, [16000, 1] in [-1, 1], and returns the
-12-way softmax [1, 12] (float). Inside:
+K-way softmax [1, K] (float). Inside:
 
-    AudioSpectrogram -> Mfcc (float; LiteRT's own custom kernels, registered by its interpreter)
-      -> QUANTIZE -> the student's layers in int8 (weights per channel, activations per tensor)
+    AudioSpectrogram -> Mfcc -> the student's per-coefficient input normalization (float)
+      -> QUANTIZE -> the student's other layers in int8 (weights per channel, activations per tensor)
       -> + calibration offsets -> SOFTMAX (int8) -> DEQUANTIZE
 
 The front-end stays inside (one file, the same input as the competition graph) because LiteRT runs
 ``AudioSpectrogram`` and ``Mfcc`` itself, without Flex/Select-TF ops; the waveform feeds
 ``AudioSpectrogram`` directly (no Reshape before it, which the quantizer would otherwise turn into an
-8-bit waveform). Activation ranges are calibrated on a class-balanced sample of the run's training
-clips (``representative``). docs/litert.md gives the reasons and the figures.
+8-bit waveform). The input normalization (one Mul and one Add per coefficient) is kept in float so
+that QUANTIZE sees normalized features: raw MFCCs span about -250..30 in c0 but +-20 in the others, and
+one per-tensor int8 scale over that range left the higher coefficients about 37 levels (on the real
+subset's TC-ResNet-14 it cost 0.6 points of test accuracy; docs/litert.md). Activation ranges are
+calibrated on a class-balanced sample of the run's training clips (``representative``).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,11 +107,54 @@ def balanced_positions(labels: np.ndarray, count: int, *, seed: int = 0) -> np.n
     return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
-def convert_int8(model, representative: np.ndarray, offsets: np.ndarray | None = None, *, activations: str = "int8") -> bytes:
+def convert_float(model, offsets: np.ndarray | None = None) -> bytes:
+    """The float ``.tflite`` bytes of a waveform student (the reference the int8 model is measured against)."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen_function(model, offsets)])
+    converter.allow_custom_ops = True  # AudioSpectrogram and Mfcc: LiteRT's own kernels, never Flex
+    return converter.convert()
+
+
+def model_operators(data: bytes) -> list[tuple[str, str, str]]:
+    """(op name, first output tensor's name, first input's dtype) of every operator of ``data``, in execution order."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=data)
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    rows = []
+    for op in interp._get_ops_details():  # the only public listing of a model's operators in ai-edge-litert 2.3
+        first_in = next((i for i in op["inputs"] if i >= 0 and i in tensors), None)
+        first_out = next((i for i in op["outputs"] if i >= 0 and i in tensors), None)
+        rows.append((str(op["op_name"]), tensors[first_out]["name"] if first_out is not None else "",
+                     np.dtype(tensors[first_in]["dtype"]).name if first_in is not None else ""))
+    return rows
+
+
+def float_prefix_nodes(float_model: bytes) -> list[str]:
+    """Output names of the builtin ops from the input up to the student's input normalization (its last op).
+
+    These stay in float: the front-end's own builtins (log-mel's MatMul and Log) and the per-coefficient
+    Mul/Add that bring the features to a common range, so the single QUANTIZE after them spends its 256
+    levels on normalized features. Empty when the student has no input normalization layer.
+    """
+    from distill.layers.blocks import INPUT_NORM_NAME
+
+    ops = model_operators(float_model)
+    marked = [i for i, (_, output, _) in enumerate(ops) if f"/{INPUT_NORM_NAME}" in output]
+    if not marked:
+        return []
+    return [output for name, output, _ in ops[: marked[-1] + 1] if name.isupper() and output]
+
+
+def convert_int8(model, representative: np.ndarray, offsets: np.ndarray | None = None, *, activations: str = "int8",
+                 float_normalization: bool = True) -> bytes:
     """The full-integer ``.tflite`` bytes of a waveform student, calibrated on ``representative`` (N, 16000).
 
     ``activations`` "int8" (default) or "int16" (int16 activations with int8 weights, for measuring).
-    An empty representative set is refused; a layer LiteRT cannot quantize is named in the error.
+    ``float_normalization`` keeps the front-end and the input normalization in float (``float_prefix_nodes``);
+    False quantizes right after the audio custom ops (measured in docs/litert.md). An empty representative set
+    is refused; a layer LiteRT cannot quantize is named in the error.
     """
     import tensorflow as tf
 
@@ -118,15 +165,44 @@ def convert_int8(model, representative: np.ndarray, offsets: np.ndarray | None =
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     converter.allow_custom_ops = True  # AudioSpectrogram and Mfcc: LiteRT's own kernels, never Flex
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([w.reshape(INPUT_SHAPE)] for w in representative)
+    calibration_clips = lambda: ([w.reshape(INPUT_SHAPE)] for w in representative)  # noqa: E731
+    converter.representative_dataset = calibration_clips
     ops = tf.lite.OpsSet
-    converter.target_spec.supported_ops = [ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 if activations == "int16" else ops.TFLITE_BUILTINS_INT8]
+    prefix = float_prefix_nodes(convert_float(model, offsets)) if activations == "int8" and float_normalization else []
     try:
-        return converter.convert()
+        if activations == "int16":
+            converter.target_spec.supported_ops = [ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+            data = converter.convert()
+        elif not prefix:
+            converter.target_spec.supported_ops = [ops.TFLITE_BUILTINS_INT8]
+            data = converter.convert()
+        else:
+            # float builtins are allowed only so the denylisted prefix can stay float; any other op left in
+            # float is refused below, by name, as the int8-only converter would refuse it
+            converter.target_spec.supported_ops = [ops.TFLITE_BUILTINS_INT8, ops.TFLITE_BUILTINS]
+            with warnings.catch_warnings():  # the debugger builds a tf.lite.Interpreter, which warns that it is deprecated
+                warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
+                debugger = tf.lite.experimental.QuantizationDebugger(
+                    converter=converter, debug_dataset=calibration_clips,
+                    debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=prefix))
+                data = debugger.get_nondebug_quantized_model()
     except Exception as err:  # the converter's error names the op it could not quantize; keep those lines
         text = str(err)
         lines = [ln.strip() for ln in text.splitlines() if "op" in ln.lower() and ("quantiz" in ln.lower() or "tf." in ln or "tfl." in ln or "not supported" in ln.lower())]
         raise DistillError("LiteRT cannot quantize this student to full integer: " + ("; ".join(lines[:6]) or text[:800])) from err
+    if prefix:
+        left_float = float_after_quantize(model_operators(data))
+        if left_float:
+            raise DistillError("LiteRT cannot quantize this student to full integer: these ops stay float after the input was quantized: "
+                               + "; ".join(f"{name} ({output})" for name, output in left_float[:6]))
+    return data
+
+
+def float_after_quantize(ops: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
+    """(op, output name) of every op that computes in float after the first QUANTIZE, DEQUANTIZE excepted."""
+    names = [name for name, _, _ in ops]
+    start = names.index("QUANTIZE") if "QUANTIZE" in names else 0
+    return [(name, output) for name, output, dtype in ops[start + 1:] if dtype == "float32" and name != "DEQUANTIZE"]
 
 
 @dataclass(frozen=True)
@@ -143,8 +219,6 @@ class TfliteExportResult:
 def export_student_tflite(*, run: Path, out: Path, calibration: Path | None = None, representative: int = DEFAULT_REPRESENTATIVE, check: bool = False,
                           seed: int = 0) -> TfliteExportResult:
     """Write ``out/model.tflite`` (full integer), ``labels.txt`` and ``manifest.json`` from a student run."""
-    import tensorflow as tf
-
     from distill.core.config import to_dict
     from distill.export.student_export import load_offsets
     from distill.training.fit import load_run
@@ -158,9 +232,7 @@ def export_student_tflite(*, run: Path, out: Path, calibration: Path | None = No
     offsets = load_offsets(calibration, config.labels) if calibration else None  # refused unless calibrated for the run's classes
     clips = representative_clips(Path(run), representative, seed=seed)
     data = convert_int8(model, clips, offsets)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen_function(model, offsets)])
-    converter.allow_custom_ops = True
-    float_bytes = len(converter.convert())
+    float_bytes = len(convert_float(model, offsets))
     out = Path(out)
     model_path = write_bytes(out / MODEL_FILE, data)
     classes = tuple(config.labels.classes) if hasattr(config, "labels") else CLASSES  # the run's word list (Kaggle's 12 by default)
@@ -173,10 +245,11 @@ def export_student_tflite(*, run: Path, out: Path, calibration: Path | None = No
     manifest = {
         "format": "tflite", "source_run": str(Path(run).resolve()), "run_config": to_dict(config),
         "calibration": str(Path(calibration).resolve()) if calibration else None, "offsets": None if offsets is None else offsets.tolist(),
-        "quantization": {"weights": "int8 per channel", "activations": "int8 per tensor", "representative_clips": int(len(clips)),
+        "quantization": {"weights": "int8 per channel", "activations": "int8 per tensor", "float": "front-end and input normalization",
+                         "representative_clips": int(len(clips)),
                          "representative_source": "training split, class-balanced", "seed": seed},
         "bytes": len(data), "float_bytes": float_bytes, "checks": checks, "classes": list(classes),
-        "interface": {"input": "decoded_sample_data [16000, 1] float32 in [-1, 1]", "output": "labels_softmax [1, 12] float32",
+        "interface": {"input": "decoded_sample_data [16000, 1] float32 in [-1, 1]", "output": f"labels_softmax [1, {len(classes)}] float32",
                       "custom_ops": list(AUDIO_CUSTOM_OPS), "runtime": "ai-edge-litert"},
     }
     write_json(out / "manifest.json", manifest)
@@ -260,13 +333,12 @@ def measure_quantization(run: Path, *, sizes: tuple[int, ...] = (8, 24, 100, 300
             interp = interpreter(str(path))
             score(name, data, lambda w: predict(interp, w), latency_ms(interp, splits["validation"][0][0]), extra)
 
-        conv = tf.lite.TFLiteConverter.from_concrete_functions([frozen_function(model)])
-        conv.allow_custom_ops = True
-        run_bytes("float", conv.convert(), {"representative": 0})
+        run_bytes("float", convert_float(model), {"representative": 0})
         for n in sizes:
             clips = representative_clips(Path(run), n, seed=seed)
             run_bytes(f"int8_rep{len(clips)}", convert_int8(model, clips), {"representative": int(len(clips))})
         clips = representative_clips(Path(run), max(sizes), seed=seed)
+        run_bytes(f"int8_quantized_norm_rep{len(clips)}", convert_int8(model, clips, float_normalization=False), {"representative": int(len(clips))})
         try:
             run_bytes(f"int16act_rep{len(clips)}", convert_int8(model, clips, activations="int16"), {"representative": int(len(clips))})
         except DistillError as err:

@@ -110,7 +110,11 @@ def features(waveform, frontend: FrontendConfig | None, *, default: FrontendConf
     return Frontend(config, name="frontend")(waveform), config
 
 
-def input_normalization(x, config: FrontendConfig, *, name: str = "input_norm"):
+# LiteRT export keeps the ops named after this layer in float (distill.export.tflite.float_prefix_nodes)
+INPUT_NORM_NAME = "input_norm"
+
+
+def input_normalization(x, config: FrontendConfig, *, name: str = INPUT_NORM_NAME):
     """Per-bin batch normalization of the features (log-mel values lie around -14..+5).
 
     Applied on the last axis of ``(B, frames, bins)``: one mean/scale per mel bin or

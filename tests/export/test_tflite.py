@@ -147,3 +147,40 @@ def test_cli_export_tflite_check_prints_the_table(toy_tcresnet_run, tmp_path):
     refused = CliRunner().invoke(app, ["export", "--run", str(toy_tcresnet_run), "--out", str(tmp_path / "e2"), "--format", "tflite", "--representative", "0"])
     assert refused.exit_code != 0 and "representative" in str(refused.exception) + refused.output
     assert not (tmp_path / "e2" / "model.tflite").exists()
+
+
+def test_only_the_front_end_and_input_normalization_stay_float(tflite_export):
+    from distill.export.tflite import model_operators
+
+    ops = model_operators(tflite_export.model_path.read_bytes())
+    names = [name for name, _, _ in ops]
+    first_quantize = names.index("QUANTIZE")
+    prefix = [(name, output) for name, output, _ in ops[:first_quantize]]
+    # the waveform reaches the audio ops in float; the per-coefficient Mul/Add come next, in float, then one QUANTIZE
+    assert [name for name, _ in prefix] == ["AudioSpectrogram", "Mfcc", "MUL", "ADD"], prefix
+    assert all("input_norm" in output for name, output in prefix if name.isupper())
+    assert names.count("QUANTIZE") == 1
+    assert [name for name, _, dtype in ops[first_quantize + 1:] if dtype == "float32"] == [] and names[-1] == "DEQUANTIZE"
+
+
+def test_operator_rule_allows_float_only_before_the_first_quantize():
+    from distill.compliance.litert_check import operator_issues
+
+    ops = ["AudioSpectrogram", "Mfcc", "MUL", "ADD", "QUANTIZE", "CONV_2D", "SOFTMAX", "DEQUANTIZE"]
+    assert operator_issues(ops, ["float32"] * 5 + ["int8", "int8", "int8"]) == []
+    assert operator_issues(ops, ["float32"] * 6 + ["int8", "int8"]) == ["CONV_2D runs in float (not quantized)"]
+    float_model = ["AudioSpectrogram", "Mfcc", "CONV_2D", "SOFTMAX"]
+    assert len(operator_issues(float_model, ["float32"] * 4)) == 3  # no QUANTIZE, and both builtins in float
+    assert operator_issues(["FlexRFFT", "QUANTIZE"], ["float32", "float32"]) == ["FlexRFFT is a Flex (Select TF) op"]
+
+
+def test_log_mel_front_end_stays_float_before_the_quantize():
+    from distill.core.registry import STUDENTS
+    from distill.export.tflite import convert_int8, model_operators
+
+    # BC-ResNet's log-mel front-end is builtins (MatMul, Log): left to the quantizer, the power spectrogram became int8
+    model = STUDENTS.get("bcresnet")(size="toy", seed=0)
+    ops = model_operators(convert_int8(model, np.random.default_rng(0).normal(0, 0.1, (4, 16000)).astype(np.float32)))
+    names = [name for name, _, _ in ops]
+    assert names[: names.index("QUANTIZE")] == ["AudioSpectrogram", "FULLY_CONNECTED", "LOG", "MUL", "ADD"]
+    assert all(dtype != "float32" for _, _, dtype in ops[names.index("QUANTIZE") + 1:])
