@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 
 # Nothing here imports TensorFlow: data commands start in a fraction of a second and print no TensorFlow log lines.
-FRONTEND_KINDS = ("logmel", "mfcc")  # distill.layers.frontend.FRONTEND_KINDS, checked by a test
+from distill.layers.frontend import FRONTEND_PRESETS  # NumPy only: the CLI still starts without TensorFlow
+
+FRONTEND_NAMES = tuple(FRONTEND_PRESETS)
 
 DATA = typer.Option(..., "--data", help="Speech Commands-layout tree (`distill data synth` makes a demo one).")
 CACHE_DIR = typer.Option(None, "--cache-dir", help="Decoded-cache home (default $DISTILL_CACHE_DIR or ~/.cache/distill).")
@@ -14,7 +16,7 @@ WARMUP = typer.Option(1.0, "--warmup-epochs", min=0.0, help="Epochs of linear le
 WEIGHT_DECAY = typer.Option(1e-4, "--weight-decay", min=0.0, help="AdamW decoupled weight decay.")
 MIXUP = typer.Option(0.0, "--mixup", min=0.0, help="Mixup: blend each batch with a shuffled copy of itself (audio and targets) at a weight drawn from Beta(a, a); 0 = off, 0.2-0.4 is usual.")
 NO_AUGMENT = typer.Option(False, "--no-augment", help="Train on clean clips only (ablation).")
-FRONTEND = typer.Option(None, "--frontend", help=f"Front-end override for spectral models: {', '.join(FRONTEND_KINDS)} (default: each architecture's own).")
+FRONTEND = typer.Option(None, "--frontend", help=f"Front-end override for spectral models: {', '.join(FRONTEND_NAMES)} (default: each architecture's own).")
 SKIP_BAD = typer.Option(False, "--skip-bad", help="Skip unreadable or non-16 kHz wavs (listed in the cache's bad_files.tsv) instead of stopping.")
 RESUME = typer.Option(False, "--resume", help="Continue an interrupted run in OUT from its last checkpoint.")
 QUIET = typer.Option(False, "--quiet", help="No progress bars.")
@@ -57,7 +59,13 @@ def recipe_option(key: str, flag: str, help: str, **kwargs):
     return typer.Option(None, flag, help=f"{help} Recipe key: {key}.", show_default=shown, **kwargs)
 
 
-def frontend_config(kind: str | None):
-    from distill.layers.frontend import FrontendConfig
+def frontend_config(name: str | None):
+    """The named front-end (``FRONTEND_PRESETS``), or None for each architecture's own; an unknown name exits 2."""
+    from distill.layers.frontend import frontend_preset
 
-    return FrontendConfig(kind=kind) if kind else None
+    if not name:
+        return None
+    try:
+        return frontend_preset(name)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--frontend") from None

@@ -55,7 +55,7 @@ def fit_command(
     unknown_percentage: float = options.recipe_option("data.unknown_percentage", "--unknown-percentage", "Unknown-word examples as a percentage of the target-word count."),
     no_augment: bool = options.NO_AUGMENT,
     view_masks: bool = options.recipe_option("predict.view_masks", "--view-masks/--no-view-masks", "Masks inside the augmented views' waveforms (see `teachers predict --view-masks`): for --no-teachers, the twin of a student distilled from such views; a distilled student takes its views from --soft-labels and refuses soft labels made without them."),
-    frontend: str = options.recipe_option("students.0.frontend", "--frontend", f"Front-end override for spectral models: {', '.join(options.FRONTEND_KINDS)} (empty: each architecture's own)."),
+    frontend: str = options.recipe_option("students.0.frontend", "--frontend", f"Front-end override for spectral models: {', '.join(options.FRONTEND_NAMES)} (empty: each architecture's own)."),
     seed: int = options.recipe_option("data.seed", "--seed", "Seed for initialisation, example order and augmentation."),
     words: str = options.words_option(options.WORDS_HELP + " --soft-labels of another list are refused, naming both."),
     skip_bad: bool = options.SKIP_BAD,

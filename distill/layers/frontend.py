@@ -70,6 +70,21 @@ class FrontendConfig:
         return dataclasses.replace(self, **changes)
 
 
+# Named front-ends a recipe's ``students.N.frontend`` (and ``student fit --frontend``) may ask for, each the
+# whole FrontendConfig: the names are what run folders, recipes and the ladder's table record.
+FRONTEND_PRESETS: dict[str, FrontendConfig] = {
+    "logmel": FrontendConfig(kind="logmel"),
+    "mfcc": FrontendConfig(kind="mfcc"),
+}
+
+
+def frontend_preset(name: str) -> FrontendConfig:
+    """The FrontendConfig a preset name stands for (``FRONTEND_PRESETS``)."""
+    if name not in FRONTEND_PRESETS:
+        raise ValueError(f"unknown front-end {name!r}; choose one of {', '.join(FRONTEND_PRESETS)}")
+    return FRONTEND_PRESETS[name]
+
+
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
     return 1127.0 * np.log1p(np.asarray(hz, dtype=np.float64) / 700.0)
 

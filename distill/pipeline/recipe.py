@@ -29,7 +29,6 @@ from distill.core.errors import DistillError
 
 RECIPE_PACKAGE = "distill.recipes"
 KEEP_CHOICES = ("best", "last")  # distill.training.fit.KEEP_CHOICES; importing it would import TensorFlow
-FRONTEND_CHOICES = ("logmel", "mfcc")
 PRECISION_CHOICES = ("float32", "mixed")  # distill.training.fit.PRECISIONS, checked by a test
 
 
@@ -128,7 +127,9 @@ class StudentRecipe:
         _choice(self.keep, KEEP_CHOICES, f"{at}.keep")
         _at_least(self.max_views, 0, f"{at}.max_views")
         if self.frontend:
-            _choice(self.frontend, FRONTEND_CHOICES, f"{at}.frontend")
+            from distill.layers.frontend import FRONTEND_PRESETS
+
+            _choice(self.frontend, tuple(FRONTEND_PRESETS), f"{at}.frontend")
         _choice(self.weight_bits, (8, 32), f"{at}.weight_bits")
         _at_least(self.max_mb, 0, f"{at}.max_mb")
         _at_least(self.max_ms, 0, f"{at}.max_ms")
@@ -490,9 +491,9 @@ def teacher_augment_config(recipe: Recipe, *, no_augment: bool = False):
 
 
 def frontend_config(student: StudentRecipe):
-    from distill.layers.frontend import FrontendConfig
+    from distill.layers.frontend import frontend_preset
 
-    return FrontendConfig(kind=student.frontend) if student.frontend else None
+    return frontend_preset(student.frontend) if student.frontend else None
 
 
 def recipe_from_dict(data: Mapping[str, Any], *, name: str = "recipe.toml") -> Recipe:
