@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from distill.cli.root import app
+from distill.cli.root import app, echo_rich
+from distill.core.tables import aligned_table
 
 MODEL = typer.Option(..., "--model", help="Frozen graph: a .pb file, or a folder holding model.pb (and labels.txt, which must list the 12 classes in softmax order).")
 
@@ -45,23 +46,27 @@ def submit_command(
                + (f" ({result.resumed_rows:,} resumed)" if result.resumed_rows else "")
                + f" in {result.seconds:.1f} s ({result.clips_per_second:,.0f} clips/s while streaming; "
                f"{result.method}, {workers} thread(s))")
-    width = max(len(c) for c in result.counts)
+    score = result.score
+    header = ["class", "rows", "share"] + (["recall"] if score is not None else [])
+    rows = []
     for label, count in result.counts.items():
-        typer.echo(f"  {label:<{width}}  {count:>7,}  {100 * count / max(1, result.clips):5.1f}%")
+        row = [label, f"{count:,}", f"{100 * count / max(1, result.clips):.1f}%"]
+        if score is not None:
+            recall = score["per_class_recall"].get(label)
+            row.append("n/a" if recall is None else f"{100 * recall:.1f}%")
+        rows.append(row)
+    echo_rich(aligned_table(header, rows, right_from=1))
     if result.probs:
         typer.echo(f"probabilities: {result.probs}")
-    if result.score is not None:
-        score = result.score
-        typer.echo(f"score against {answer_key}: accuracy {100 * score['accuracy']:.2f}% on {score['count']:,} clips")
-        for label, recall in score["per_class_recall"].items():
-            typer.echo(f"  {label:<{width}}  recall " + ("   n/a" if recall is None else f"{100 * recall:5.1f}%"))
+    if score is not None:
+        typer.echo(f"score against {answer_key}: accuracy {100 * score['accuracy']:.2f}% on {score['count']:,} clips (recall per class above)")
 
 
 @app.command("label-wav")
 def label_wav_command(
     wavs: list[Path] = typer.Argument(..., help="16 kHz 16-bit mono wav file(s) to label."),
     model: Path = MODEL,
-    top_k: int = typer.Option(3, "--top-k", min=1, max=12, help="How many of the 12 labels to print per file, best first."),
+    top_k: int = typer.Option(3, "--top-k", min=1, help="How many of the model's labels (labels.txt: 12 for the Kaggle words) to print per file, best first."),
 ) -> None:
     """Label wav files like the TensorFlow tutorial's label_wav.py: each file, read as `distill submit` reads it, goes to wav_data:0 as a plain wav (DecodeWav in the graph)."""
     from distill.submission.label_wav import label_wav

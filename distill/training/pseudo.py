@@ -100,9 +100,10 @@ class PseudoSelection:
     selected: int
 
     def to_table(self) -> str:
-        lines = [f"selected {self.selected} of {self.candidates} unlabeled clips -> {self.path}"]
-        lines += [f"  {name:<8} {count:>7,}" for name, count in self.counts.items()]
-        return "\n".join(lines)
+        from distill.core.tables import aligned_table, plain_text
+
+        table = aligned_table(["class", "selected"], [[name, f"{count:,}"] for name, count in self.counts.items()], right_from=1)
+        return f"selected {self.selected} of {self.candidates} unlabeled clips -> {self.path}\n" + plain_text(table).rstrip("\n")
 
 
 def parse_class_thresholds(items: Iterable[str] | None) -> dict[str, float]:

@@ -29,6 +29,7 @@ def test_cli_submit_and_label_wav(tmp_path, model_dir, test_dir, reference, monk
     assert f"wrote {out}: {n_clips} rows" in result.output and "score against" in result.output
     agree = sum(1 for i, (_, label) in enumerate(rows) if not i % 2 or label == "yes")
     assert f"accuracy {100 * agree / n_clips:.2f}%" in result.output
+    assert re.search(r"class\s+rows\s+share\s+recall\n", result.output)  # one table: counts beside the recall they scored
     wav = sorted(test_dir.glob("clip_*.wav"))[0]
     result = runner.invoke(app, ["label-wav", str(wav), "--model", str(model_dir / "model.pb"), "--top-k", "2"])
     assert result.exit_code == 0, result.output
