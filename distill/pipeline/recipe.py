@@ -110,6 +110,7 @@ class StudentRecipe:
     max_mb: float
     max_ms: float
     twin: bool
+    seeds: int
     precision: str
 
     def check(self, at: str) -> None:
@@ -133,10 +134,12 @@ class StudentRecipe:
         _choice(self.weight_bits, (8, 32), f"{at}.weight_bits")
         _at_least(self.max_mb, 0, f"{at}.max_mb")
         _at_least(self.max_ms, 0, f"{at}.max_ms")
+        _at_least(self.seeds, 1, f"{at}.seeds")
         _choice(self.precision, PRECISION_CHOICES, f"{at}.precision")
 
     @property
     def label(self) -> str:
+        """Its folder under ``OUT/students``."""
         return f"{self.arch}-{self.size}"
 
 
@@ -215,8 +218,13 @@ class Recipe:
         self.predict.check("predict")
         if not self.students:
             raise DistillError("students: give at least one [[students]] table")
+        seen: dict[str, int] = {}
         for i, student in enumerate(self.students):
             student.check(f"students.{i}")
+            if student.label in seen:  # one folder per arch and size: the second would take the first's runs for its own
+                raise DistillError(f"students.{i}: the same arch and size as students.{seen[student.label]} (both would train into "
+                                   f"students/{student.label}); give each [[students]] table its own arch or size, or use seeds for repeats")
+            seen[student.label] = i
         self.pseudo.check("pseudo")
         self.calibrate.check("calibrate")
         self.export.check("export")

@@ -2,25 +2,29 @@
 
 Layout of OUT::
 
-    recipe.toml                 the resolved recipe (a rerun with another recipe is refused)
+    recipe.toml                 the latest resolved recipe (a rerun that changes a key behind what is here is refused)
+    recipes/<n>.toml            every distinct resolved recipe run into OUT, numbered in the order first run
     timings.json                seconds per stage, summed over interrupted attempts
     teachers/<arch>[-sK][-cf]   teacher runs and cross-fitted fold groups
     soft_labels/                the teachers' logits on augmented views (and on --kaggle-test)
     teacher_report/             per-teacher and ensemble accuracy
     pseudo.csv                  pseudo-labels picked on --kaggle-test (review with ``distill pseudo review``)
-    students/<arch>-<size>/     distilled/, twin/ (no teachers), export/ (uncalibrated graph), ablations
+    students/<arch>-<size>/     distilled/, twin/ (no teachers), distilled-s<k>/, twin-s<k>/ (seed k > 0), export/ (uncalibrated graph), ablations
     calibration/                offsets for the expected test mix (first student, with --kaggle-test)
     export/                     the shipped graph: first student, calibrated when --kaggle-test is given
     tf14_eval.json              every exported graph scored by TensorFlow 1.4 on validation and test
     submission.csv              the shipped graph on --kaggle-test
     report.md, report.json      the table; confusion.png, recall.png for the shipped graph
+    ladder.md, .json, .png      several students or seeds: each student's footprint and accuracy over seeds, distilled and twin
 
 A stage whose output is complete is skipped, so rerunning the same command after an interruption
-continues where it stopped (an interrupted fit resumes from its last checkpoint).
+continues where it stopped (an interrupted fit resumes from its last checkpoint), and another recipe
+run into the same OUT reuses what its keys agree on (``refuse_other_recipe``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import tomllib
 from dataclasses import dataclass
@@ -45,6 +49,7 @@ from distill.pipeline.recipe import (
 )
 
 RECIPE_FILE = "recipe.toml"
+RECIPES_DIR = "recipes"
 TIMINGS_FILE = "timings.json"
 
 
@@ -52,22 +57,33 @@ TIMINGS_FILE = "timings.json"
 class StudentPlan:
     """One student run the recipe asks for: its folder, its recipe entry, and how it differs from it."""
 
-    name: str  # e.g. tcresnet-14-w2/distilled
+    name: str  # e.g. tcresnet-14-w2/distilled, tcresnet-14-w2/twin-s2
     student: StudentRecipe
     teachers: bool = True
     max_views: int | None = None  # None: the recipe's
     pseudo: bool = False
     feature_masks: bool | None = None  # None: the recipe's
     ablation: bool = False
+    seed: int = 0  # k of the student's seeds: the fit's seed is data.seed + k
+
+
+def run_name(kind: str, k: int) -> str:
+    """``distilled``/``twin`` for seed 0 (the folders of runs before seeds existed), ``distilled-s<k>`` for the others."""
+    return kind if k == 0 else f"{kind}-s{k}"
 
 
 def plan_students(recipe: Recipe, *, with_pseudo: bool) -> list[StudentPlan]:
-    """The main distilled/twin pairs first (every student of the recipe), then the first student's ablations."""
+    """Every student's distilled/twin pair at each of its seeds, then the first student's ablations.
+
+    Seed 0 of every student comes first, so an interrupted ladder already has a row per rung.
+    """
     plans = []
-    for student in recipe.students:
-        plans.append(StudentPlan(f"{student.label}/distilled", student))
-        if student.twin:
-            plans.append(StudentPlan(f"{student.label}/twin", student, teachers=False))
+    for k in range(max(s.seeds for s in recipe.students)):
+        for student in recipe.students:
+            if k < student.seeds:
+                plans.append(StudentPlan(f"{student.label}/{run_name('distilled', k)}", student, seed=k))
+                if student.twin:
+                    plans.append(StudentPlan(f"{student.label}/{run_name('twin', k)}", student, teachers=False, seed=k))
     first = recipe.students[0]
     ablations = recipe.ablations
     if ablations.clean_views:
@@ -80,6 +96,11 @@ def plan_students(recipe: Recipe, *, with_pseudo: bool) -> list[StudentPlan]:
         plans.append(StudentPlan(f"{first.label}/{flipped}", first, feature_masks=not first.feature_masks, ablation=True))
         plans.append(StudentPlan(f"{first.label}/twin_{flipped}", first, teachers=False, feature_masks=not first.feature_masks, ablation=True))
     return plans
+
+
+def is_ladder(recipe: Recipe) -> bool:
+    """Whether ``distill run`` writes ladder.md/json/png: more than one student, or repeated seeds."""
+    return len(recipe.students) > 1 or any(s.seeds > 1 for s in recipe.students)
 
 
 @dataclass
@@ -96,19 +117,92 @@ def teacher_members(recipe: Recipe) -> tuple[list[str], list[str]]:
     return members, ([f"{m}-cf" for m in members] if t.folds > 1 else [])
 
 
+# what each recipe table shapes in OUT: once one of these is there, a run with other values for the table is refused
+_SHAPED_BY = {
+    "data": ("teachers", "soft_labels", "pseudo.csv", "students", "calibration"),
+    "teachers": ("teachers", "soft_labels"),
+    "predict": ("soft_labels",),
+    "pseudo": ("pseudo.csv",),
+    "calibrate": ("calibration",),
+}
+# student keys that only choose how many runs there are, not what any run is
+_STUDENT_COUNT_KEYS = ("seeds", "twin")
+
+
+def _read_recipe(path: Path, out: Path) -> Recipe:
+    try:
+        return recipe_from_dict(tomllib.loads(path.read_text(encoding="utf-8")), name=str(path))
+    except (tomllib.TOMLDecodeError, DistillError) as err:
+        raise DistillError(f"{path}: unreadable ({err}); move {out} away or choose another --out") from None
+
+
+def recorded_recipes(out: Path) -> list[Path]:
+    """OUT/recipes/<n>.toml, every distinct resolved recipe OUT has been run with, in the order they first ran."""
+    folder = out / RECIPES_DIR
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.glob("*.toml") if p.stem.isdigit()), key=lambda p: int(p.stem))
+
+
 def refuse_other_recipe(out: Path, recipe: Recipe) -> None:
-    """Raise when OUT was made with another recipe, naming every key that differs."""
+    """Raise when ``recipe`` sets a key that shaped an artefact already in OUT, naming every such key.
+
+    Shared artefacts are refused table by table (``_SHAPED_BY``); a student is compared key by key
+    with the recipe that last had it, by folder (``students/<arch>-<size>``), when that folder is
+    there; calibration/ and export/ belong to the first student. Adding students, seeds or ablations,
+    or changing ``export.*``, only adds work.
+    """
     path = out / RECIPE_FILE
     if not path.exists():
         return
-    try:
-        found = recipe_from_dict(tomllib.loads(path.read_text(encoding="utf-8")), name=str(path))
-    except (tomllib.TOMLDecodeError, DistillError) as err:
-        raise DistillError(f"{path}: unreadable ({err}); move {out} away or choose another --out") from None
-    diff = recipe_diff(found, recipe)
-    if diff:
-        detail = "; ".join(f"{key}: {a!r} there, {b!r} asked" for key, a, b in diff)
-        raise DistillError(f"{out} was made with another recipe ({detail}); choose another --out, or rerun with the same recipe to resume")
+    latest = _read_recipe(path, out)
+    conflicts: list[tuple[str, Any, Any]] = []
+    shaped: list[str] = []
+    for key, there, asked in recipe_diff(latest, recipe):
+        table = key.split(".")[0]
+        found = [p for p in _SHAPED_BY.get(table, ()) if (out / p).exists()]
+        if found:
+            conflicts.append((key, there, asked))
+            shaped += found
+    earlier = [latest] + [_read_recipe(p, out) for p in reversed(recorded_recipes(out))]
+    firsts = [n for n in ("calibration", "export") if (out / n).exists()]
+    if firsts and latest.students[0].label != recipe.students[0].label:
+        for key in ("arch", "size"):
+            there, asked = getattr(latest.students[0], key), getattr(recipe.students[0], key)
+            if there != asked:
+                conflicts.append((f"students.0.{key}", there, asked))
+        shaped += firsts
+    for i, student in enumerate(recipe.students):
+        if not (out / "students" / student.label).exists():
+            continue
+        before = next((s for r in earlier for s in r.students if s.label == student.label), None)
+        if before is None:
+            continue
+        for key in (f.name for f in dataclasses.fields(student)):
+            if key not in _STUDENT_COUNT_KEYS and getattr(before, key) != getattr(student, key):
+                conflicts.append((f"students.{i}.{key}", _plain(getattr(before, key)), _plain(getattr(student, key))))
+                shaped.append(f"students/{student.label}")
+    if conflicts:
+        detail = "; ".join(f"{key}: {a!r} there, {b!r} asked" for key, a, b in conflicts)
+        made = ", ".join(dict.fromkeys(shaped))
+        raise DistillError(f"{out} was made with another recipe ({detail}); those keys shaped {made} in it: choose another --out, "
+                           "or set them back to reuse what is there (adding students, seeds or ablations, or changing export, is allowed)")
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def record_recipe(out: Path, recipe: Recipe) -> None:
+    """OUT/recipe.toml is the latest resolved recipe; OUT/recipes/<n>.toml keeps each distinct one, so OUT reproduces every result in it."""
+    text = to_toml(recipe)
+    known = recorded_recipes(out)
+    if not known and (out / RECIPE_FILE).exists():  # an OUT from before recipes/ was kept: its one recipe is the first
+        write_text(out / RECIPES_DIR / "1.toml", (out / RECIPE_FILE).read_text(encoding="utf-8"))
+        known = recorded_recipes(out)
+    if all(_read_recipe(p, out) != recipe for p in known):
+        write_text(out / RECIPES_DIR / f"{int(known[-1].stem) + 1 if known else 1}.toml", text)
+    write_text(out / RECIPE_FILE, text)
 
 
 def _done(run: Path) -> bool:
@@ -152,7 +246,7 @@ def run_recipe(*, recipe: Recipe, data: Path, out: Path, kaggle_test: Path | Non
     check_output(out, inputs=(data, kaggle_test, kaggle_labels))  # a file there, a path under a file, a read-only folder, an input
     refuse_other_recipe(out, recipe)
     with exclusive_folder(out, doing="run"):
-        write_text(out / RECIPE_FILE, to_toml(recipe))
+        record_recipe(out, recipe)
         return _run(recipe=recipe, data=data, out=out, kaggle_test=Path(kaggle_test) if kaggle_test else None,
                     kaggle_labels=Path(kaggle_labels) if kaggle_labels else None, jobs=jobs, progress=progress, log=log)
 
@@ -221,7 +315,7 @@ def _run(*, recipe: Recipe, data: Path, out: Path, kaggle_test: Path | None, kag
     from distill.export.student_export import export_student
 
     for name, (run, cal_dir, student) in exports.items():
-        stage(f"export {name}", lambda name=name: (out / name / "manifest.json").exists(),
+        stage(f"export {name}", lambda name=name: _exported(out / name, recipe),
               lambda name=name, run=run, cal_dir=cal_dir, student=student: export_student(
                   run=run, out=out / name, calibration=cal_dir, quantize=student.weight_bits == 8, check=recipe.export.check_pi,
                   check_clips=recipe.export.check_clips))
@@ -263,7 +357,7 @@ def student_settings(recipe: Recipe, plan: StudentPlan | None = None) -> dict[st
     return dict(arch=s.arch, size=s.size, alpha=s.alpha, temperature=s.temperature, max_views=s.max_views if plan.max_views is None else plan.max_views,
                 max_mb=s.max_mb or None, max_ms=s.max_ms or None, weight_bits=s.weight_bits, schedule=schedule_config(s), mix=mix_config(recipe.data),
                 augment=augment_config(recipe.predict), frontend=frontend_config(s),
-                feature_masks=s.feature_masks if plan.feature_masks is None else plan.feature_masks, seed=recipe.data.seed,
+                feature_masks=s.feature_masks if plan.feature_masks is None else plan.feature_masks, seed=recipe.data.seed + plan.seed,
                 words=tuple(recipe.data.words))
 
 
@@ -290,6 +384,12 @@ def _exports(recipe: Recipe, out: Path, calibration: Path | None) -> dict[str, t
                 continue  # the shipped graph is this student's uncalibrated export
         exports[f"students/{student.label}/export"] = (run, None, student)
     return exports
+
+
+def _exported(folder: Path, recipe: Recipe) -> bool:
+    """An export is complete with its manifest, and, when the recipe asks for --check-pi, its checks (export.* may change between runs)."""
+    path = folder / "manifest.json"
+    return path.exists() and (not recipe.export.check_pi or read_json(path).get("checks") is not None)
 
 
 def _tf14_complete(out: Path, exports: dict) -> bool:
@@ -407,6 +507,9 @@ def write_report(*, out: Path, recipe: Recipe, data: Path, teacher_dirs: list[Pa
         from distill.submission.scoring import score_submission
 
         report["submission_agreement_with_labels"] = score_submission(out / "submission.csv", kaggle_labels, classes=LabelSet(recipe.data.words).classes)
+    if is_ladder(recipe):
+        write_ladder(out=out, recipe=recipe, exports=exports, tf14=tf14)
+        report["ladder"] = LADDER_FILES[0]
     write_json(out / "report.json", report)
     write_text(out / "report.md", format_report(report))
     return report
@@ -445,7 +548,175 @@ def format_report(report: dict[str, Any]) -> str:
     if "submission_agreement_with_labels" in report:
         agreement = report["submission_agreement_with_labels"]
         lines += ["", f"Submission agreement with the given labels: {100 * agreement['accuracy']:.2f}% of {agreement['count']} clips."]
+    if report.get("ladder"):
+        lines += ["", f"Every student at every seed, distilled and twin, against its estimated Pi 3 latency: [{report['ladder']}]({report['ladder']})."]
     lines += ["", "Stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in report["timings_s"].items()), "",
               "![confusion](confusion.png) ![recall](recall.png)", ""]
     return "\n".join(lines)
 
+
+
+# --------------------------------------------------------------------------- the student ladder
+
+LADDER_FILES = ("ladder.md", "ladder.json", "ladder.png")
+# published points the ladder is drawn against; neither was measured on this toolkit's test split
+LADDER_REFERENCES = (
+    {"name": "Kaggle winners' Raspberry Pi model", "pi3_ms": 58.0, "accuracy": 0.908,
+     "note": "private leaderboard: the Kaggle test set, not this test split"},
+    {"name": "BC-ResNet-1", "params": 9200, "pi3_ms": None, "accuracy": 0.966,
+     "note": "full Speech Commands v0.01 test set; no Pi time published"},
+)
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    """Mean and sample sd (None for a single run) of per-seed values, and the values themselves."""
+    a = np.asarray(values, dtype=float)
+    return {"mean": float(a.mean()), "sd": float(a.std(ddof=1)) if a.size > 1 else None, "runs": [float(v) for v in a]}
+
+
+def _on_front(rows: list[dict[str, Any]], kind: str) -> list[bool | None]:
+    """Per row: no other rung is at least as fast and at least as accurate on test, and better in one (None: not measured)."""
+    points = [(r["pi3_ms"], r[kind]["test"]["mean"]) if r.get(kind) and r["pi3_ms"] is not None else None for r in rows]
+    return [None if p is None else not any(q is not None and q != p and q[0] <= p[0] and q[1] >= p[1] for q in points) for p in points]
+
+
+def ladder_rows(*, out: Path, recipe: Recipe, exports: list[str], tf14: dict[str, Any]) -> list[dict[str, Any]]:
+    """A row per student (rung) with finished runs, sorted by estimated Pi 3 ms: footprint of its exported graph (seed 0),
+    accuracy over its seeds for distilled and twin, and the distilled-minus-twin difference seed by seed."""
+    rows = []
+    for i, student in enumerate(recipe.students):
+        runs: dict[str, dict[int, dict]] = {}
+        for kind in ("distilled", "twin"):
+            folders = {k: out / "students" / student.label / run_name(kind, k) for k in range(student.seeds)}
+            runs[kind] = {k: read_json(f / "metrics.json") for k, f in folders.items() if _done(f)}
+        if not runs["distilled"]:
+            continue
+        # the uncalibrated graph; without calibration the first student's is the shipped export/ itself
+        folder = f"students/{student.label}/export"
+        if folder not in exports:
+            folder = "export" if i == 0 and "export" in exports else None
+        manifest = out / folder / "manifest.json" if folder else None
+        fp = read_json(manifest)["footprint"] if manifest is not None and manifest.exists() else {}
+        fitted = next(iter(runs["distilled"].values()))
+        row: dict[str, Any] = {
+            "label": student.label, "arch": student.arch, "size": student.size, "seeds": student.seeds, "params": fitted["params"],
+            "graph_bytes": fp.get("graph_bytes"), "macs": fp.get("macs", fitted.get("footprint", {}).get("macs")),
+            "pi3_ms": fp.get("pi3_ms", fitted.get("footprint", {}).get("pi3_ms")), "export": folder,
+            "export_test_tf14": tf14.get(f"{folder}/testing", {}).get("accuracy") if folder else None,
+        }
+        for kind in ("distilled", "twin"):
+            got = runs[kind]
+            row[kind] = {split: _spread([m[split]["accuracy"] for m in got.values()]) for split in ("validation", "test")} if got else None
+        paired = sorted(set(runs["distilled"]) & set(runs["twin"]))
+        row["distilled_minus_twin"] = {split: _spread([runs["distilled"][k][split]["accuracy"] - runs["twin"][k][split]["accuracy"] for k in paired])
+                                       for split in ("validation", "test")} if paired else None
+        rows.append(row)
+    rows.sort(key=lambda r: (r["pi3_ms"] is None, r["pi3_ms"] or 0.0))
+    for kind in ("distilled", "twin"):
+        for row, front in zip(rows, _on_front(rows, kind)):
+            row.setdefault("pareto", {})[kind] = front
+    return rows
+
+
+def write_ladder(*, out: Path, recipe: Recipe, exports: list[str], tf14: dict[str, Any]) -> dict[str, Any]:
+    """``ladder.json``, ``ladder.md`` and ``ladder.png``: the recipe's students as a latency/accuracy ladder, distilled and twin."""
+    ladder = {"recipe": recipe.name, "rows": ladder_rows(out=out, recipe=recipe, exports=exports, tf14=tf14), "references": list(LADDER_REFERENCES)}
+    write_json(out / "ladder.json", ladder)
+    write_text(out / "ladder.md", format_ladder(ladder))
+    ladder_png(out / "ladder.png", ladder)
+    return ladder
+
+
+def _pm(spread: dict[str, Any] | None, *, scale: float = 100.0, sign: str = "") -> str:
+    if not spread:
+        return ""
+    text = f"{scale * spread['mean']:{sign}.2f}"
+    return text if spread["sd"] is None else f"{text} ± {scale * spread['sd']:.2f}"
+
+
+def _ladder_cells(row: dict[str, Any]) -> list[str]:
+    def split(kind: str, name: str, **kw) -> str:
+        return _pm((row.get(kind) or {}).get(name), **kw)
+
+    front = "/".join({True: "yes", False: "no", None: "-"}[row["pareto"][k]] for k in ("distilled", "twin"))
+    return [row["label"], f"{row['params']:,}", f"{row['graph_bytes']:,}" if row["graph_bytes"] else "", f"{row['macs'] / 1e6:.2f} M" if row["macs"] else "",
+            f"{row['pi3_ms']:.1f}" if row["pi3_ms"] is not None else "", str(row["seeds"]), split("distilled", "validation"), split("distilled", "test"),
+            split("twin", "validation"), split("twin", "test"), split("distilled_minus_twin", "test", sign="+"), front,
+            f"{100 * row['export_test_tf14']:.2f}" if row["export_test_tf14"] is not None else ""]
+
+
+LADDER_HEADER = ["rung", "params", "graph bytes", "MACs", "est. Pi 3 ms", "seeds", "distilled val %", "distilled test %", "twin val %",
+                 "twin test %", "distilled - twin test", "Pareto d/t", "TF 1.4 test %"]
+
+
+def format_ladder(ladder: dict[str, Any]) -> str:
+    lines = [f"# Student ladder ({ladder['recipe']})", "",
+             "One row per student, fastest first. Footprint: the seed-0 exported graph (8-bit weights where the student has them). "
+             "Accuracy: mean ± sample sd over the student's seeds (data.seed + k), each run's own validation and test scores; "
+             "distilled - twin: points, the runs paired seed by seed. Pareto d/t: whether the distilled and the twin rung are on the front "
+             "of test accuracy against Pi 3 ms (no other rung as fast and as accurate). TF 1.4 test: the seed-0 distilled graph, "
+             "uncalibrated, scored by TensorFlow 1.4 (tf14_eval.json).", "",
+             "| " + " | ".join(LADDER_HEADER) + " |", "|---|" + "---:|" * (len(LADDER_HEADER) - 3) + "---|---:|"]
+    lines += ["| " + " | ".join(_ladder_cells(row)) + " |" for row in ladder["rows"]]
+    lines += ["", "Published references (on the plot; not measured on this test split):", ""]
+    for ref in ladder["references"]:
+        what = f"{100 * ref['accuracy']:.1f}%" + (f", {ref['pi3_ms']:g} ms on a Pi 3" if ref["pi3_ms"] else "") + (f", {ref['params']:,} params" if ref.get("params") else "")
+        lines.append(f"- {ref['name']}: {what} ({ref['note']}).")
+    lines += ["", "![ladder](ladder.png)", ""]
+    return "\n".join(lines)
+
+
+def ladder_table(ladder: dict[str, Any]):
+    """The ladder as a terminal table (``distill.core.tables``)."""
+    from distill.core.tables import aligned_table
+
+    return aligned_table(LADDER_HEADER, [_ladder_cells(row) for row in ladder["rows"]], right_from=1)
+
+
+def ladder_png(path: Path, ladder: dict[str, Any]) -> None:
+    """Test accuracy against estimated Pi 3 ms (log axis): the distilled and twin ladders with sd error bars, and the references."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    from distill.core.io import atomic_path
+
+    rows = [r for r in ladder["rows"] if r["pi3_ms"] is not None]
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for kind, color, offset in (("distilled", "#4878a8", 1.0), ("twin", "#d0703c", 1.03)):  # the twin a hair right, so error bars do not hide each other
+        mine = [r for r in rows if r.get(kind)]
+        if not mine:
+            continue
+        x = [r["pi3_ms"] * offset for r in mine]
+        y = [100 * r[kind]["test"]["mean"] for r in mine]
+        err = [100 * (r[kind]["test"]["sd"] or 0.0) for r in mine]
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=color, label=f"{kind} (mean ± sd over seeds)")
+    for r in rows:
+        ax.annotate(r["label"], (r["pi3_ms"], 100 * r["distilled"]["test"]["mean"]), textcoords="offset points", xytext=(4, 6), fontsize=7)
+    for ref in ladder["references"]:
+        y = 100 * ref["accuracy"]
+        params = f", {ref['params'] / 1000:.1f}k params" if ref.get("params") else ""
+        label = f"{ref['name']}{params}, {y:.1f}% ({ref['note']})"
+        if ref["pi3_ms"] is None:  # no published Pi time: a line across every latency, not a point
+            ax.axhline(y, color="#777777", linestyle="--", linewidth=1)
+            ax.annotate(label, (0.01, y), xycoords=("axes fraction", "data"), textcoords="offset points", xytext=(0, 3), fontsize=7, color="#555555")
+        else:
+            ax.plot([ref["pi3_ms"]], [y], marker="*", markersize=12, linestyle="none", color="#6a3d9a")
+            ax.annotate(f"{ref['name']}, {ref['pi3_ms']:g} ms\n{y:.1f}% ({ref['note']})", (ref["pi3_ms"], y), textcoords="offset points",
+                        xytext=(-6, -22), ha="right", fontsize=7, color="#6a3d9a")
+    ax.set_xscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.set_xlabel("estimated Raspberry Pi 3 ms per clip (log axis)")
+    ax.set_ylabel("test accuracy %")
+    ax.set_title(f"student ladder ({ladder['recipe']}): test split, references as published")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

@@ -24,7 +24,7 @@ from distill.pipeline.recipe import (
 
 
 def test_shipped_recipes_load_and_say_what_they_measured():
-    assert shipped_recipes() == ["default", "gpu", "quick", "smoke"]
+    assert shipped_recipes() == ["default", "gpu", "ladder", "quick", "smoke"]
     for name in shipped_recipes():
         recipe = load_recipe(name)
         assert recipe.name == name

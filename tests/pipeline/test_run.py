@@ -1,4 +1,5 @@
-"""``distill run``: every stage of the smoke recipe, skipped when complete, refused on another recipe, exact after a kill."""
+"""``distill run``: every stage of the smoke recipe, skipped when complete, refused on another recipe, exact after a kill,
+and a smoke-sized ladder that reuses the smoke run's teachers and soft labels."""
 
 from __future__ import annotations
 
@@ -153,3 +154,45 @@ def test_teacher_rows_carry_their_footprints(smoke_run):
             assert row["float32_bytes"] > 0 and row["macs"] > 0, row
         if row["kind"] == "teacher":
             assert row["pi3_ms"] > 0, row
+
+
+def test_a_ladder_reuses_the_teachers_and_soft_labels_and_writes_its_table_and_plot(smoke_run, tiny_tree, tiny_unlabeled, tmp_path):
+    import dataclasses
+    import math
+
+    first, _ = smoke_run
+    out = tmp_path / "ladder"
+    shutil.copytree(first.out, out)  # a copy, so the other tests keep the smoke OUT as the smoke recipe left it
+    smoke = load_recipe("smoke", OVERRIDES)
+    shipped = dataclasses.replace(smoke.students[0], seeds=2)  # the smoke student, its seed-0 runs and exports reused
+    rung = dataclasses.replace(shipped, arch="dscnn", size="toy", epochs=1)
+    ladder = dataclasses.replace(smoke, students=(shipped, rung), name="smoke ladder").check()
+    soft = sorted((out / "soft_labels").rglob("*.npy"))
+    stamps = [p.stat().st_mtime_ns for p in soft]
+    lines: list[str] = []
+    result = run_recipe(recipe=ladder, data=tiny_tree, out=out, kaggle_test=tiny_unlabeled, progress=False, log=lines.append)
+    for stage in ("teachers", "teachers --folds 2", "teachers predict", "pseudo select", "student tcresnet-toy/distilled", "student tcresnet-toy/twin",
+                  "calibrate", "export export", "export students/tcresnet-toy/export", "submit"):
+        assert f"{stage}: complete, skipped" in lines, (stage, lines)
+    for stage in ("student tcresnet-toy/distilled-s1", "student dscnn-toy/twin-s1", "export students/dscnn-toy/export"):
+        assert f"{stage}: running" in lines, (stage, lines)
+    assert [p.stat().st_mtime_ns for p in soft] == stamps
+    seed = json.loads((out / "students" / "tcresnet-toy" / "distilled-s1" / "config.json").read_text())["config"]["seed"]
+    assert seed == smoke.data.seed + 1
+
+    rows = json.loads((out / "ladder.json").read_text())["rows"]
+    assert sorted(r["label"] for r in rows) == ["dscnn-toy", "tcresnet-toy"]
+    assert [r["pi3_ms"] for r in rows] == sorted(r["pi3_ms"] for r in rows)
+    for row in rows:
+        assert row["graph_bytes"] > 0 and row["params"] > 0 and (out / row["export"] / "model.pb").is_file(), row
+        for kind in ("distilled", "twin", "distilled_minus_twin"):
+            for split in ("validation", "test"):
+                spread = row[kind][split]
+                assert len(spread["runs"]) == 2 and all(math.isfinite(spread[k]) for k in ("mean", "sd")), (kind, split, spread)
+        assert row["distilled_minus_twin"]["test"]["mean"] == pytest.approx(row["distilled"]["test"]["mean"] - row["twin"]["test"]["mean"])
+        assert all(isinstance(row["pareto"][k], bool) for k in ("distilled", "twin"))
+    assert rows[0]["pareto"]["distilled"] and rows[0]["pareto"]["twin"]  # the fastest rung is always on the front
+    assert (out / "ladder.png").read_bytes()[:4] == b"\x89PNG"
+    assert "[ladder.md](ladder.md)" in (out / "report.md").read_text() and result.report["ladder"] == "ladder.md"
+    assert sorted(p.name for p in (out / "recipes").iterdir()) == ["1.toml", "2.toml"]
+    assert load_recipe(out / "recipe.toml") == ladder and load_recipe(out / "recipes" / "1.toml") == smoke
