@@ -34,14 +34,15 @@ pooling, dense. Front-end: 40 log-mel bins, 30 ms / 10 ms (98 x 40), as in the p
 Measured at the default 98x40 log-mel front-end (MACs of Conv/Depthwise/Dense per
 1 s clip from the layers' output shapes; the front-end itself is not counted):
 
-=======  ==========  ============  ===========
-size     parameters  float32 size  MACs / clip
-=======  ==========  ============  ===========
-toy      1.7 k       8 KB          0.75 M
-1        7.8 k       35 KB         2.47 M
-2        24.4 k      106 KB        7.22 M     (default)
-3        49.8 k      211 KB        14.3 M
-=======  ==========  ============  ===========
+=========  ==========  ============  ===========
+size       parameters  float32 size  MACs / clip
+=========  ==========  ============  ===========
+toy        1.7 k       8 KB          0.75 M
+1          7.8 k       35 KB         2.47 M
+1-stride2  7.8 k       35 KB         1.24 M
+2          24.4 k      106 KB        7.22 M     (default)
+3          49.8 k      211 KB        14.3 M
+=========  ==========  ============  ===========
 
 Parameters: trainable ones; float32 size: all weights including the BatchNorm
 statistics, before BN folding (folding makes the graph slightly smaller).
@@ -53,6 +54,37 @@ take about 3.7 / 5.7 / 7.5 ms per clip with BatchNorm folded (7.3 / 11 / 14.7 ms
 unfolded): the broadcast residual adds and the per-block elementwise ops run at
 full 98 x 20 resolution, so per MAC this is the slowest student; with the notes'
 x8.6-11.7 x86-to-Pi ratios, BC-ResNet-2 is ~50-70 ms on a Pi 3.
+
+The fast size is ``1-stride2`` (not in the paper): BC-ResNet-1 whose head conv is strided by 2 in time as
+well as in frequency, so every block runs on half as many frames, with the same weights. What makes
+BC-ResNet slow on the Pi is not MACs but element-wise work at full resolution (per block a residual add
+of three terms, a BiasAdd, a ReLU, an average pooling over frequency; the Pi 3 estimator's
+BiasAdd/Add/Mul/AvgPool/Relu rows), all in proportion to frames x bins x channels: halving the frames
+roughly halves it, and a cheap front-end preset with 50 frames of 32 bins halves it again. The estimator gives
+BC-ResNet-1 22.8 ms of network behind its own front-end, ``1-stride2`` 12.9 ms, and ``1-stride2`` at
+``logmel32-w16-hop20`` 6.4 ms (the front-end 2.6 ms more). Estimated Pi 3 ms of the graph ``export
+--quantize-weights`` writes (BatchNorm folded, 8-bit weights, front-end included, before calibration
+offsets); parameters and MACs as ``model_footprint`` reports them (the mel MatMul counted); from
+``python scripts/bench_frontends.py`` (docs/frontends.md, where the accuracy cost is still open):
+
+=========  ==================  ==========  =======  =======  =========  =======
+size       front-end           parameters  MACs     Pi 3 ms  front-end  bytes
+=========  ==================  ==========  =======  =======  =========  =======
+1          default (98 x 40)   8,864       3.48 M   32.6     9.8        96,904
+1          logmel32-w16-hop20  8,732       1.26 M   13.7     2.6        90,224
+1-stride2  default (98 x 40)   8,864       2.24 M   22.7     9.8        102,479
+1-stride2  logmel32-w16-hop20  8,732       0.73 M   9.0      2.6        95,799
+1-stride2  logmel20-w16-hop20  8,484       0.49 M   7.7      2.5        93,243
+2          default (98 x 40)   26,388      8.23 M   50.0     9.8        136,584
+2          logmel32-w16-hop20  26,156      3.32 M   23.7     2.6        129,504
+=========  ==================  ==========  =======  =======  =========  =======
+
+The exported graph is large for its parameters (~90 KB for 8.7 k): most of BC-ResNet's weight tensors
+are under the 1,024 values from which export stores 8-bit weights, and its ~350 nodes each cost their
+name and attributes.
+
+Fast size: 1-stride2 at logmel32-w16-hop20: 8,732 parameters, 0.73 M MACs, 9.0 ms estimated on a Pi 3, 95,799 bytes exported.
+Fast size: 1-stride2 at logmel20-w16-hop20: 8,484 parameters, 0.49 M MACs, 7.7 ms estimated on a Pi 3, 93,243 bytes exported.
 
 Default size: 26,388 parameters, 8.2 M MACs.
 
@@ -89,6 +121,7 @@ class BCResNetSize:
     base: int  # 8 * tau
     blocks: tuple[int, int, int, int] = (2, 2, 4, 4)
     dropout: float = 0.1  # channel-wise dropout at the end of f1, as in the paper
+    head_time_stride: int = 1  # 2: the head conv also halves the frames, and every block runs on half as many
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -101,6 +134,8 @@ SIZES: dict[str, BCResNetSize] = {
     "1": BCResNetSize(base=8),
     "2": BCResNetSize(base=16),
     "3": BCResNetSize(base=24),
+    # not in the paper: BC-ResNet-1 with its head strided by 2 in time, the fast small size (docstring)
+    "1-stride2": BCResNetSize(base=8, head_time_stride=2),
 }
 SIZES["default"] = SIZES["2"]
 
@@ -133,7 +168,7 @@ def _bc_block(x, width: int, *, downsample: bool, dilation: int, dropout: float,
 
 @STUDENTS.register("bcresnet")
 def build_bcresnet(*, size: str = "default", num_classes: int = 12, frontend: FrontendConfig | None = None, seed: int = 0, feature_augment=None):
-    """BC-ResNet-tau; ``size`` in toy/1/2/3 (default = 2), front-end default 98x40 log-mel; ``feature_augment``: optional training-only layer on the normalized features."""
+    """BC-ResNet-tau; ``size`` in toy/1/2/3/1-stride2 (default = 2), front-end default 98x40 log-mel; ``feature_augment``: optional training-only layer on the normalized features."""
     import keras
 
     cfg = resolve_size(SIZES, size, "bcresnet")
@@ -144,7 +179,7 @@ def build_bcresnet(*, size: str = "default", num_classes: int = 12, frontend: Fr
     x = apply_hook(x, feature_augment, name="feature_augment")
     x = keras.layers.Reshape((*fcfg.output_shape, 1), name="add_channel")(x)
     widths = cfg.widths
-    x = conv_bn_relu(x, widths[0], 5, strides=(1, 2), seeds=seeds, name="head")
+    x = conv_bn_relu(x, widths[0], 5, strides=(cfg.head_time_stride, 2), seeds=seeds, name="head")
     for stage, blocks in enumerate(cfg.blocks):
         for block in range(blocks):
             x = _bc_block(

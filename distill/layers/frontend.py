@@ -72,9 +72,32 @@ class FrontendConfig:
 
 # Named front-ends a recipe's ``students.N.frontend`` (and ``student fit --frontend``) may ask for, each the
 # whole FrontendConfig: the names are what run folders, recipes and the ladder's table record.
+# Names after the first two read ``<kind><features>[-w<window ms>]-hop<stride ms>`` (window 30 ms unless named).
+#
+# The cheaper ones exist because on a Pi 3 the 98 x 40 front-end costs more than a small network behind it
+# (the estimator's AudioSpectrogram ~9 ms + Mfcc ~6.4 ms, against ~3 ms for TC-ResNet-8's whole network). Both ops cost
+# in proportion to frames x FFT bins, and AudioSpectrogram's FFT is the next power of two of the window, so
+# halving the frame rate (20 ms hop) or the window (16 ms = 256 samples -> 129 bins instead of 257) each halves
+# them; a log-mel (one MatMul and a Log) costs less than the Mfcc op on the same spectrogram. With a 16 ms window
+# and 40 bands the lowest bands get one FFT bin each, so those presets use at most 32.
+# docs/frontends.md has the estimated Pi 3 ms of each, front-end and network; their accuracy cost is not measured.
 FRONTEND_PRESETS: dict[str, FrontendConfig] = {
     "logmel": FrontendConfig(kind="logmel"),
     "mfcc": FrontendConfig(kind="mfcc"),
+    # 40 MFCCs (TC-ResNet's features) at half the frame rate: 49 x 40
+    "mfcc40-hop20": FrontendConfig(kind="mfcc", stride_ms=20.0),
+    # 10 MFCCs as DS-CNN's paper, from 30 ms instead of 40 ms windows (FFT 512, not 1024): 49 x 10
+    "mfcc10-hop20": FrontendConfig(kind="mfcc", stride_ms=20.0, num_mfcc=10),
+    # 10 MFCCs of 32 mel bands from 16 ms windows (FFT 256), 4 ms of every 20 unseen: 50 x 10
+    "mfcc10-w16-hop20": FrontendConfig(kind="mfcc", window_ms=16.0, stride_ms=20.0, num_mel_bins=32, num_mfcc=10),
+    # the default log-mel at half the frame rate: 49 x 40
+    "logmel40-hop20": FrontendConfig(kind="logmel", stride_ms=20.0),
+    # 32 log-mel bins from 16 ms windows (FFT 256) at the full 10 ms frame rate: 99 x 32
+    "logmel32-w16-hop10": FrontendConfig(kind="logmel", window_ms=16.0, stride_ms=10.0, num_mel_bins=32),
+    # 32 log-mel bins from 16 ms windows every 20 ms: 50 x 32
+    "logmel32-w16-hop20": FrontendConfig(kind="logmel", window_ms=16.0, stride_ms=20.0, num_mel_bins=32),
+    # 20 log-mel bins from 16 ms windows every 20 ms: 50 x 20, the cheapest here
+    "logmel20-w16-hop20": FrontendConfig(kind="logmel", window_ms=16.0, stride_ms=20.0, num_mel_bins=20),
 }
 
 

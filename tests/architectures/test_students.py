@@ -4,13 +4,14 @@ shipped graph, and front-end overrides."""
 
 from __future__ import annotations
 
+import re
 import sys
 
 import numpy as np
 import pytest
 
 from distill.core.registry import STUDENTS
-from distill.layers.frontend import FrontendConfig
+from distill.layers.frontend import FrontendConfig, frontend_preset
 
 NAMES = STUDENTS.names()
 
@@ -84,3 +85,56 @@ def test_paper_sizes():
     assert 22_000 < trainable(build_dscnn(size="s")) < 26_000  # Hello Edge DS-CNN S
     assert 64_000 < trainable(build_tcresnet(size="8")) < 68_000  # TC-ResNet8: 66 k
     assert 134_000 < trainable(build_tcresnet(size="14")) < 140_000  # TC-ResNet14: 137 k
+
+
+# "Fast size: 8-w0.5 at logmel32-w16-hop20: 17,356 parameters, 0.42 M MACs, 3.6 ms estimated on a Pi 3, 50,740 bytes exported."
+FAST_LINE = re.compile(r"^Fast size: (?P<size>\S+) at (?P<frontend>\S+): (?P<params>\d{1,3}(?:,\d{3})*) parameters, "
+                       r"(?P<macs>\d+\.\d+) M MACs, (?P<ms>\d+\.\d) ms estimated on a Pi 3, (?P<bytes>\d{1,3}(?:,\d{3})*) bytes exported\.$",
+                       re.MULTILINE)
+# the small rungs' budget (the ladder's issue): estimated Pi 3 time, front-end included, and the exported file
+FAST_MS, FAST_BYTES = 10.0, 100_000
+
+
+def stated_fast_sizes(doc: str) -> list[dict]:
+    """The ``Fast size:`` lines of a module docstring, numbers parsed."""
+    return [{"size": m["size"], "frontend": m["frontend"], "params": int(m["params"].replace(",", "")), "macs": m["macs"],
+             "ms": float(m["ms"]), "bytes": int(m["bytes"].replace(",", ""))} for m in FAST_LINE.finditer(doc or "")]
+
+
+def test_the_fast_line_parser():
+    line = "Fast size: 1-stride2 at logmel20-w16-hop20: 8,484 parameters, 0.49 M MACs, 7.7 ms estimated on a Pi 3, 93,243 bytes exported."
+    assert stated_fast_sizes(f"x\n{line}\ny") == [{"size": "1-stride2", "frontend": "logmel20-w16-hop20", "params": 8484, "macs": "0.49",
+                                                   "ms": 7.7, "bytes": 93243}]
+    assert stated_fast_sizes(line.replace("8,484", "8484")) == [] and stated_fast_sizes(line.replace(" ms ", " s ")) == []
+
+
+FAST_SIZES = [pytest.param(name, fast, id=f"{name}-{fast['size']}-{fast['frontend']}") for name in NAMES
+              for fast in stated_fast_sizes(_module(name).__doc__)]
+
+
+def test_the_ladder_has_fast_small_rungs():
+    # at least two sizes within the budget, one of them under 20 k parameters; every student states one
+    assert {p.values[0] for p in FAST_SIZES} == set(NAMES)
+    assert len(FAST_SIZES) >= 2 and min(p.values[1]["params"] for p in FAST_SIZES) < 20_000
+
+
+@pytest.mark.parametrize("name,fast", FAST_SIZES)
+def test_fast_sizes_have_the_documented_figures_within_the_budget(name, fast):
+    """Built at its front-end preset and frozen as ``export --quantize-weights`` freezes it, a fast size has the
+    parameters and MACs its docstring states, its estimated Pi 3 time and bytes, and stays within 10 ms and 100 KB."""
+    from distill.compliance.pi_estimate import estimate_pi3_ms
+    from distill.export.freeze import freeze_waveform_model
+    from distill.export.student_export import fold_batch_norms, quantize_weights
+
+    assert fast["size"] in _module(name).SIZES
+    model = STUDENTS.get(name)(size=fast["size"], frontend=frontend_preset(fast["frontend"]), seed=0)
+    graph_def, _ = fold_batch_norms(freeze_waveform_model(lambda x: model(x, training=False)))
+    graph_def, _ = quantize_weights(graph_def)
+    estimate = estimate_pi3_ms(graph_def)
+    size = len(graph_def.SerializeToString())
+    assert (model.count_params(), f"{estimate.macs / 1e6:.2f}") == (fast["params"], fast["macs"])
+    assert estimate.ms == pytest.approx(fast["ms"], abs=0.06) and size == pytest.approx(fast["bytes"], rel=0.005), \
+        f"measured {estimate.ms:.2f} ms, {size:,} bytes; update the docstring's 'Fast size:' line"
+    assert estimate.ms <= FAST_MS and size <= FAST_BYTES
+    # Dequantize reads constants only: TF 1.4 folds it at load (distill.export.student_export.quantize_weights)
+    assert {n.op for n in graph_def.node} - {"Dequantize"} <= VETTED_OPS
