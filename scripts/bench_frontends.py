@@ -61,16 +61,12 @@ def bench_one(arch: str, size: str, frontend: str, *, quantize: bool = True) -> 
     from distill.compliance.footprint import model_footprint
     from distill.compliance.pi_estimate import estimate_pi3_ms
     from distill.core.registry import STUDENTS
-    from distill.export.freeze import freeze_waveform_model
-    from distill.export.student_export import fold_batch_norms, quantize_weights
+    from distill.export.student_export import shipped_graph
     from distill.layers.frontend import frontend_preset
 
     model = STUDENTS.get(arch)(size=size, frontend=None if frontend == DEFAULT_FRONTEND else frontend_preset(frontend), seed=0)
     config = model.get_layer("frontend").frontend
-    graph_def = freeze_waveform_model(lambda x: model(x, training=False), num_classes=int(model.output_shape[-1]))
-    graph_def, _ = fold_batch_norms(graph_def)
-    if quantize:
-        graph_def, _ = quantize_weights(graph_def)
+    graph_def, _, _ = shipped_graph(model, quantize=quantize)
     estimate = estimate_pi3_ms(graph_def)
     frontend_ms, network_ms = split_ms(graph_def, estimate)
     footprint = model_footprint(model)

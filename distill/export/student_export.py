@@ -257,12 +257,26 @@ def load_offsets(calibration: Path, labels: LabelSet = KAGGLE) -> np.ndarray:
     return np.asarray(summary["offsets"], dtype=np.float32)
 
 
+def shipped_graph(model, *, offsets: np.ndarray | None = None, quantize: bool = True):
+    """``(graph_def, folded, quantized)``: the frozen graph export writes for a Keras student, BatchNorm folded
+    and, with ``quantize``, 8-bit weights; the counts of folded and quantized tensors. ``student fit``'s budget
+    check estimates this graph, so the Pi 3 time it refuses on is the shipped file's."""
+    from distill.export.freeze import freeze_waveform_model
+
+    graph_def = freeze_waveform_model(lambda x: model(x, training=False), logit_bias=offsets, num_classes=int(model.output_shape[-1]))
+    graph_def, folded = fold_batch_norms(graph_def)
+    quantized = 0
+    if quantize:
+        graph_def, quantized = quantize_weights(graph_def)
+    return graph_def, folded, quantized
+
+
 def export_student(*, run: Path, out: Path, calibration: Path | None = None, quantize: bool = False, check: bool = False,
                    check_clips: int = 16, wheel: Path | None = None) -> ExportResult:
     """Freeze a student run (plus calibration offsets) into ``out/model.pb``, ``labels.txt`` and ``manifest.json``."""
     from distill.compliance.pi_estimate import estimate_pi3_ms
     from distill.core.config import to_dict
-    from distill.export.freeze import freeze_waveform_model, graph_summary
+    from distill.export.freeze import graph_summary
     from distill.export.graph_compat import assert_tf14_compatible
     from distill.training.fit import load_run
 
@@ -272,11 +286,7 @@ def export_student(*, run: Path, out: Path, calibration: Path | None = None, qua
         raise DistillError(f"{run} is a {config.family} run; export ships students (teachers have no size or op limits)")
     labels = config.labels
     offsets = load_offsets(calibration, labels) if calibration else None
-    graph_def = freeze_waveform_model(lambda x: model(x, training=False), logit_bias=offsets, num_classes=labels.num_classes)
-    graph_def, folded = fold_batch_norms(graph_def)
-    quantized = 0
-    if quantize:
-        graph_def, quantized = quantize_weights(graph_def)
+    graph_def, folded, quantized = shipped_graph(model, offsets=offsets, quantize=quantize)
     assert_tf14_compatible(graph_def)
     out = Path(out)
     data = graph_def.SerializeToString()

@@ -29,7 +29,8 @@ def test_the_shipped_ladder_shares_the_default_recipes_shared_stages_and_first_s
         assert getattr(ladder, table) == getattr(default, table), table
     assert dataclasses.replace(ladder.students[0], seeds=1) == default.students[0]  # its seed-0 runs, export and calibration are reused
     assert not any(dataclasses.asdict(ladder.ablations).values())
-    assert [s.label for s in ladder.students] == ["tcresnet-14-w2", "bcresnet-1", "dscnn-s", "tcresnet-8", "tcresnet-14"]
+    assert [s.label for s in ladder.students] == ["tcresnet-14-w2", "bcresnet-1-stride2", "tcresnet-8-w0.5", "dscnn-s", "tcresnet-8", "tcresnet-14"]
+    assert {s.frontend for s in ladder.students[1:5]} == {"logmel32-w16-hop20", "mfcc10-w16-hop20"}  # the cheap front-ends of the small rungs
     assert all(s.seeds == 3 for s in ladder.students) and is_ladder(ladder) and not is_ladder(default)
     assert "Not measured yet" in recipe_text("ladder")[1]
 

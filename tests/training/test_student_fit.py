@@ -188,3 +188,16 @@ def test_run_spec_refuses_a_folder_of_other_settings_but_adopts_the_other_checkp
     command = spec.command(run)
     assert command[command.index("--soft-labels") + 1] == str(soft) and "--resume" in command and "--feature-masks" in command
     assert "--no-teachers" in replace(spec, soft_labels=None).command(tmp_path / "fresh") and "--resume" not in replace(spec).command(tmp_path / "fresh")
+
+
+def test_latency_budget_is_checked_on_the_graph_export_ships():
+    from distill.core.registry import STUDENTS
+    from distill.layers.frontend import frontend_preset
+    from distill.training.student_fit import check_budget
+
+    # the ladder's 10k rung: 9.0 ms as exported (BatchNorm folded), 16.1 ms with its batch norms as separate Mul/Add
+    model = STUDENTS.get("bcresnet")(size="1-stride2", frontend=frontend_preset("logmel32-w16-hop20"), seed=0)
+    footprint = check_budget(model, max_mb=1.0, max_ms=10.0, name="bcresnet/1-stride2", weight_bits=8)
+    assert footprint["pi3_ms_exported"] <= 10.0 < footprint["pi3_ms"]
+    with pytest.raises(DistillError, match="as exported.*cheaper --frontend"):
+        check_budget(model, max_mb=1.0, max_ms=0.5 * footprint["pi3_ms_exported"], name="bcresnet/1-stride2", weight_bits=8)
