@@ -125,15 +125,16 @@ def test_a_run_killed_in_the_student_stage_resumes_to_the_same_numbers(smoke_run
 
 
 def test_plan_pairs_every_student_with_its_twin_then_the_first_students_ablations():
-    recipe = load_recipe("default", ["students.0.size=14"])
+    assert [p.name for p in plan_students(load_recipe("default"), with_pseudo=True)] == ["tcresnet-14-w2/distilled", "tcresnet-14-w2/twin"]
+    recipe = load_recipe("default", ["students.0.size=14", "ablations.clean_views=true", "ablations.pseudo=true", "ablations.flipped_masks=true"])
     names = [p.name for p in plan_students(recipe, with_pseudo=True)]
     assert names == ["tcresnet-14/distilled", "tcresnet-14/twin", "tcresnet-14/clean_views", "tcresnet-14/pseudo", "tcresnet-14/unmasked",
                      "tcresnet-14/twin_unmasked"]
     assert "tcresnet-14/pseudo" not in [p.name for p in plan_students(recipe, with_pseudo=False)]
     # views labelled masked cannot teach an unmasked pair without predictions of their own
-    masked_views = load_recipe("default", ["predict.view_masks=true", "students.0.feature_masks=false"])
+    masked_views = load_recipe("default", ["predict.view_masks=true", "students.0.feature_masks=false", "ablations.flipped_masks=true"])
     assert not [p for p in plan_students(masked_views, with_pseudo=False) if "masked" in p.name]
-    no_twin = load_recipe("default", ["students.0.twin=false", "ablations.clean_views=false", "ablations.flipped_masks=false"])
+    no_twin = load_recipe("default", ["students.0.twin=false"])
     assert [p.name for p in plan_students(no_twin, with_pseudo=False)] == ["tcresnet-14-w2/distilled"]
 
 
