@@ -176,9 +176,12 @@ class CalibrateRecipe:
 class ExportRecipe:
     check_pi: bool
     check_clips: int
+    tflite: bool
+    representative: int
 
     def check(self, at: str) -> None:
         _at_least(self.check_clips, 1, f"{at}.check_clips")
+        _at_least(self.representative, 1, f"{at}.representative")
 
 
 @dataclass(frozen=True)

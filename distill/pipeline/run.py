@@ -12,6 +12,7 @@ Layout of OUT::
     students/<arch>-<size>/     distilled/, twin/ (no teachers), distilled-s<k>/, twin-s<k>/ (seed k > 0), export/ (uncalibrated graph), ablations
     calibration/                offsets for the expected test mix (first student, with --kaggle-test)
     export/                     the shipped graph: first student, calibrated when --kaggle-test is given
+    export-tflite/              with export.tflite: the same student as a full-integer LiteRT model.tflite, checked in LiteRT
     tf14_eval.json              every exported graph scored by TensorFlow 1.4 on validation and test
     submission.csv              the shipped graph on --kaggle-test
     report.md, report.json      the table; confusion.png, recall.png for the shipped graph
@@ -50,6 +51,7 @@ from distill.pipeline.recipe import (
 
 RECIPE_FILE = "recipe.toml"
 RECIPES_DIR = "recipes"
+TFLITE_DIR = "export-tflite"  # export.tflite: the shipped student (calibrated like export/) as a full-integer LiteRT model
 TIMINGS_FILE = "timings.json"
 
 
@@ -320,6 +322,11 @@ def _run(*, recipe: Recipe, data: Path, out: Path, kaggle_test: Path | None, kag
                   run=run, out=out / name, calibration=cal_dir, quantize=student.weight_bits == 8, check=recipe.export.check_pi,
                   check_clips=recipe.export.check_clips))
     stage("tf14 evaluation", lambda: _tf14_complete(out, exports), lambda: tf14_evaluate(out=out, data=data, run=first, exports=list(exports), recipe=recipe))
+    if recipe.export.tflite:
+        from distill.export.tflite import export_student_tflite
+
+        stage("export tflite", lambda: (out / TFLITE_DIR / "manifest.json").exists(),
+              lambda: export_student_tflite(run=first, out=out / TFLITE_DIR, calibration=calibration, representative=recipe.export.representative, check=True))
     if kaggle_test is not None:
         from distill.submission.writer import write_submission
 
@@ -495,6 +502,15 @@ def write_report(*, out: Path, recipe: Recipe, data: Path, teacher_dirs: list[Pa
                      "pi3_ms": fp["pi3_ms"], "validation": tf14[f"{name}/validation"]["accuracy"], "test": tf14[f"{name}/testing"]["accuracy"],
                      "test_at_expected_mix": tf14[f"{name}/testing"]["expected_accuracy_at_test_mix"],
                      "checks_passed": (manifest.get("checks") or {}).get("passed")})
+    tflite = out / TFLITE_DIR / "manifest.json"
+    if tflite.exists():  # LiteRT's own interpreter scored it on the same splits (export --format tflite --check)
+        manifest = read_json(tflite)
+        accuracy = ((manifest.get("checks") or {}).get("measurements") or {}).get("accuracy", {})
+        if "testing" in accuracy:
+            shipped = next((r for r in rows if r.get("folder") == "export"), {})
+            rows.append({"kind": "export", "model": "exported student, LiteRT int8 (LiteRT)", "folder": TFLITE_DIR, "params": shipped.get("params"),
+                         "graph_bytes": manifest["bytes"], "macs": shipped.get("macs"), "validation": accuracy["validation"]["int8"],
+                         "test": accuracy["testing"]["int8"], "checks_passed": manifest["checks"]["passed"]})
     margins = {}
     for student in recipe.students:
         by_kind = {r["kind"]: r for r in rows if r["model"] in (f"student {student.label}/distilled", f"student {student.label}/twin")}
@@ -542,7 +558,8 @@ def format_report(report: dict[str, Any]) -> str:
         macs = f"{r['macs'] / 1e6:.1f} M" if r.get("macs") else ""
         ms = f"{r['pi3_ms']:.1f}" if r.get("pi3_ms") is not None else ""
         size = f"{r['graph_bytes']:,} (graph)" if r.get("graph_bytes") else f"{r['float32_bytes']:,} (float32)" if r.get("float32_bytes") else ""
-        lines.append(f"| {r['model']} | {r['params']:,} | {size} | {macs} | {ms} | {pct(r['validation'])} | {pct(r['test'])} | {pct(r.get('test_at_expected_mix'))} |")
+        params = f"{r['params']:,}" if r.get("params") is not None else ""
+        lines.append(f"| {r['model']} | {params} | {size} | {macs} | {ms} | {pct(r['validation'])} | {pct(r['test'])} | {pct(r.get('test_at_expected_mix'))} |")
     for label, margin in report["distilled_minus_twin"].items():
         lines += ["", f"Distilled minus twin ({label}): {100 * margin['validation']:+.2f} validation, {100 * margin['test']:+.2f} test (points)."]
     if "submission_agreement_with_labels" in report:

@@ -197,3 +197,21 @@ def test_a_ladder_reuses_the_teachers_and_soft_labels_and_writes_its_table_and_p
     assert "[ladder.md](ladder.md)" in (out / "report.md").read_text() and result.report["ladder"] == "ladder.md"
     assert sorted(p.name for p in (out / "recipes").iterdir()) == ["1.toml", "2.toml"]
     assert load_recipe(out / "recipe.toml") == ladder and load_recipe(out / "recipes" / "1.toml") == smoke
+
+
+def test_export_tflite_adds_a_litert_row_to_a_finished_out(smoke_run, tiny_tree, tiny_unlabeled, tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    first, _ = smoke_run
+    out = tmp_path / "tflite"
+    shutil.copytree(first.out, out)
+    recipe = load_recipe("smoke", [*OVERRIDES, "export.tflite=true", "export.representative=24"])
+    lines: list[str] = []
+    result = run_recipe(recipe=recipe, data=tiny_tree, out=out, kaggle_test=tiny_unlabeled, progress=False, log=lines.append)
+    assert "export tflite: running" in lines and "student tcresnet-toy/distilled: complete, skipped" in lines, lines
+    manifest = json.loads((out / "export-tflite" / "manifest.json").read_text())
+    assert manifest["quantization"]["representative_clips"] == 24 and manifest["offsets"] is not None  # calibrated like export/
+    row = next(r for r in result.report["rows"] if r.get("folder") == "export-tflite")
+    assert row["graph_bytes"] == (out / "export-tflite" / "model.tflite").stat().st_size
+    accuracy = manifest["checks"]["measurements"]["accuracy"]
+    assert (row["validation"], row["test"]) == (accuracy["validation"]["int8"], accuracy["testing"]["int8"])
+    assert "LiteRT int8" in (out / "report.md").read_text()
