@@ -17,6 +17,14 @@ import distill.training.fit as fit_module
 from distill.training.fit import BEST, LAST, RunConfig, ScheduleConfig, fit, load_run
 
 
+@pytest.fixture(autouse=True)
+def _sigint_raises_keyboard_interrupt():
+    # a shell starts background jobs with SIGINT ignored, and Python then leaves it ignored: put its handler back
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _config(tree) -> RunConfig:
     schedule = ScheduleConfig(epochs=3, batch_size=8, learning_rate=3e-3, warmup_epochs=0.5, checkpoint_every_steps=3)
     return RunConfig(family="teacher", arch="resnet", size="toy", data=str(tree), schedule=schedule, seed=3)
