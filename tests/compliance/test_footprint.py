@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from distill.compliance.footprint import run_footprint, with_unrolled_rnns
 from distill.training.fit import RunConfig, build_model, save_config
@@ -25,6 +26,7 @@ def test_models_without_recurrence_are_measured_as_they_are():
     assert with_unrolled_rnns(model) is model
 
 
+@pytest.mark.slow  # 5 s: the crnn teacher frozen with its GRUs unrolled (the contract test freezes it too)
 def test_a_recurrent_teacher_has_a_footprint_that_counts_its_gru(tmp_path):
     config = RunConfig(family="teacher", arch="crnn", data="unused", size="toy")
     save_config(config, tmp_path / "config.json")

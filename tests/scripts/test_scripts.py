@@ -64,6 +64,7 @@ def test_seed_replicates_pairs_each_variant_with_its_twin_and_resumes(tiny_tree,
     assert refused.returncode != 0 and "epochs: 1 there, 2 asked" in refused.stderr
 
 
+@pytest.mark.slow  # 6 s: a subprocess that imports TensorFlow and scores two checkpoints
 def test_best_vs_last_agree_on_a_one_epoch_run(teacher_runs):
     # after one epoch the best checkpoint is the last one, so both rows must match
     result = subprocess.run([sys.executable, str(SCRIPTS / "best_vs_last.py"), *map(str, teacher_runs)], capture_output=True, text=True, timeout=600)

@@ -46,6 +46,7 @@ def test_unknown_arch_is_refused_before_work(tiny_tree, tmp_path):
     assert not (tmp_path / "t").exists()
 
 
+@pytest.mark.slow  # 9 s of a local dask cluster's start-up; joblib's backend trains in the default suite
 def test_dask_backend_on_a_local_cluster(tiny_tree, tmp_path):
     pytest.importorskip("distributed", reason="the dask extra is not installed (pip install 'distill[dask]')")
     results = train_teachers(archs=["resnet", "wavecnn"], data=tiny_tree, out=tmp_path / "t", size="toy",
