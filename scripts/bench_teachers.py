@@ -58,10 +58,10 @@ def _timed(step, x, y, soft, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--family", choices=("teacher", "student", "all"), default="all")
+    parser.add_argument("--family", choices=("teacher", "student", "all"), default="all", help="which registry to time (default: both)")
     parser.add_argument("--arch", action="append", help="only these architectures (repeatable; teacher or student names)")
     parser.add_argument("--size", default="default", help="size preset of every architecture ('toy' for a smoke run)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="examples per train step (default 64, the recipes' value)")
     parser.add_argument("--steps", type=int, default=8, help="timed steps per precision per round")
     parser.add_argument("--rounds", type=int, default=3, help="float32/mixed turns")
     parser.add_argument("--predict-clips", type=int, default=256, help="clips timed through the float32 predictor (0: skip)")
