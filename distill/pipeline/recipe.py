@@ -73,14 +73,8 @@ class TeachersRecipe:
             if name not in TEACHERS.names():
                 raise DistillError(f"{at}.families.{i}: unknown teacher '{name}'; choose from {', '.join(TEACHERS.names())}")
         _check_size(TEACHERS, self.families, self.size, f"{at}.size")
-        _at_least(self.epochs, 1, f"{at}.epochs")
-        _at_least(self.batch_size, 1, f"{at}.batch_size")
-        _positive(self.learning_rate, f"{at}.learning_rate")
-        _fraction(self.label_smoothing, f"{at}.label_smoothing")
-        _choice(self.keep, KEEP_CHOICES, f"{at}.keep")
-        _at_least(self.seeds, 1, f"{at}.seeds")
+        _check_training(self, at)
         _at_least(self.folds, 1, f"{at}.folds")
-        _choice(self.precision, PRECISION_CHOICES, f"{at}.precision")
 
 
 @dataclass(frozen=True)
@@ -119,13 +113,9 @@ class StudentRecipe:
         if self.arch not in STUDENTS.names():
             raise DistillError(f"{at}.arch: unknown student '{self.arch}'; choose from {', '.join(STUDENTS.names())}")
         _check_size(STUDENTS, (self.arch,), self.size, f"{at}.size")
-        _at_least(self.epochs, 1, f"{at}.epochs")
-        _at_least(self.batch_size, 1, f"{at}.batch_size")
-        _positive(self.learning_rate, f"{at}.learning_rate")
+        _check_training(self, at)
         _fraction(self.alpha, f"{at}.alpha")
         _positive(self.temperature, f"{at}.temperature")
-        _fraction(self.label_smoothing, f"{at}.label_smoothing")
-        _choice(self.keep, KEEP_CHOICES, f"{at}.keep")
         _at_least(self.max_views, 0, f"{at}.max_views")
         if self.frontend:
             from distill.layers.frontend import FRONTEND_PRESETS
@@ -134,8 +124,6 @@ class StudentRecipe:
         _choice(self.weight_bits, (8, 32), f"{at}.weight_bits")
         _at_least(self.max_mb, 0, f"{at}.max_mb")
         _at_least(self.max_ms, 0, f"{at}.max_ms")
-        _at_least(self.seeds, 1, f"{at}.seeds")
-        _choice(self.precision, PRECISION_CHOICES, f"{at}.precision")
 
     @property
     def label(self) -> str:
@@ -242,6 +230,17 @@ class Recipe:
 
 
 # --------------------------------------------------------------------------- value checks
+
+
+def _check_training(section: "TeachersRecipe | StudentRecipe", at: str) -> None:
+    """The keys teachers and students share: the schedule of each fit, how many fits, and their precision."""
+    _at_least(section.epochs, 1, f"{at}.epochs")
+    _at_least(section.batch_size, 1, f"{at}.batch_size")
+    _positive(section.learning_rate, f"{at}.learning_rate")
+    _fraction(section.label_smoothing, f"{at}.label_smoothing")
+    _choice(section.keep, KEEP_CHOICES, f"{at}.keep")
+    _at_least(section.seeds, 1, f"{at}.seeds")
+    _choice(section.precision, PRECISION_CHOICES, f"{at}.precision")
 
 
 def _at_least(value: float, low: float, key: str) -> None:
