@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from distill.cli.root import app
+from distill.cli.root import app, echo_rich
 
 recipe_app = typer.Typer(no_args_is_help=True, help="Recipes: one TOML file with a table per stage; `distill run RECIPE` runs one.")
 app.add_typer(recipe_app, name="recipe")
@@ -37,6 +37,7 @@ def diff_command(a: str = typer.Argument(..., help="Recipe name or file."), b: s
     diff = recipe_diff(load_recipe(a), load_recipe(b))
     if not diff:
         typer.echo(f"{a} and {b} train the same thing")
-    width = max((len(key) for key, _, _ in diff), default=0)
-    for key, va, vb in diff:
-        typer.echo(f"{key:<{width}}  {va!r:>12}  ->  {vb!r}")
+        return
+    from distill.core.tables import aligned_table
+
+    echo_rich(aligned_table(["key", a, b], [[key, repr(va), repr(vb)] for key, va, vb in diff], right_from=1))

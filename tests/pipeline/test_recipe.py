@@ -124,7 +124,9 @@ def test_recipe_commands():
     assert shown.exit_code == 0 and shown.output == recipe_text("quick")[1]
     diff = runner.invoke(app, ["recipe", "diff", "default", "quick"])
     assert diff.exit_code == 0
-    assert [line.split()[0] for line in diff.output.splitlines()] == [key for key, _, _ in recipe_diff(load_recipe("default"), load_recipe("quick"))]
+    header, *lines = diff.output.splitlines()
+    assert header.split() == ["key", "default", "quick"]
+    assert [line.split()[0] for line in lines] == [key for key, _, _ in recipe_diff(load_recipe("default"), load_recipe("quick"))]
     same = runner.invoke(app, ["recipe", "diff", "default", "default"])
     assert same.exit_code == 0 and "train the same thing" in same.output
 
