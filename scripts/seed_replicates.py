@@ -36,7 +36,8 @@ def spec_for(args: argparse.Namespace, soft_labels: Path | None, seed: int):
     from distill.training.student_fit import StudentRunSpec
 
     return StudentRunSpec(data=args.data, arch=args.arch, size=args.size, epochs=args.epochs, seed=seed, soft_labels=soft_labels,
-                          feature_masks=args.feature_masks, view_masks=args.view_masks, mixup=args.mixup, keep=args.keep, weight_bits=args.weight_bits)
+                          feature_masks=args.feature_masks, view_masks=args.view_masks, mixup=args.mixup, keep=args.keep, weight_bits=args.weight_bits,
+                          words=tuple(args.words.split(",")), precision=args.precision)
 
 
 def fit_or_read(args: argparse.Namespace, variant: str | None, soft_labels: Path | None, seed: int) -> dict:
@@ -66,7 +67,8 @@ def summarize(rows: list[dict], variants: list[str]) -> dict:
 
 
 def main() -> None:
-    from distill.training.fit import KEEP_CHOICES
+    from distill.core.labels import TARGET_WORDS
+    from distill.training.fit import KEEP_CHOICES, PRECISIONS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
@@ -83,6 +85,8 @@ def main() -> None:
                         help="masks inside the views for every run: twins get them, variants need soft labels from `teachers predict --view-masks`")
     parser.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) for every run, twins included (0: off)")
     parser.add_argument("--weight-bits", type=int, default=8)
+    parser.add_argument("--words", default=",".join(TARGET_WORDS), help="target words, comma-separated (default: the Kaggle ten); the soft labels' list must match")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32", help="training precision of every fit (mixed: bfloat16 on CPU)")
     parser.add_argument("--keep", choices=KEEP_CHOICES, default="last",
                         help="checkpoint each run is scored by (the cpu-hybrid preset keeps the last; runs keeping the other are re-scored)")
     args = parser.parse_args()

@@ -34,14 +34,16 @@ def fit_or_read(args: argparse.Namespace, name: str, settings: dict) -> dict:
     started = time.time()
     spec = StudentRunSpec(data=args.data, arch=args.arch, size=args.size, epochs=args.epochs, seed=args.seed,
                           soft_labels=args.soft_labels if settings["teachers"] else None, feature_masks=args.feature_masks, mixup=args.mixup,
-                          keep=args.keep, weight_bits=args.weight_bits, **{key: settings[key] for key in ("alpha", "temperature") if key in settings})
+                          keep=args.keep, weight_bits=args.weight_bits, words=tuple(args.words.split(",")),
+                          precision=args.precision, **{key: settings[key] for key in ("alpha", "temperature") if key in settings})
     scores = fit_or_read_student(args.out / name, spec=spec, log=args.out / f"{name}.log")
     return {"run": name, **settings, "best_epoch": scores["best_epoch"], "validation": scores["validation"], "test": scores["test"],
             "seconds": round(time.time() - started, 1)}
 
 
 def main() -> None:
-    from distill.training.fit import KEEP_CHOICES
+    from distill.core.labels import TARGET_WORDS
+    from distill.training.fit import KEEP_CHOICES, PRECISIONS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
@@ -59,6 +61,8 @@ def main() -> None:
     parser.add_argument("--keep", choices=KEEP_CHOICES, default="last", help="checkpoint each run is scored by (cpu-hybrid keeps the last)")
     parser.add_argument("--weight-bits", type=int, default=8, help="8: budget 1 MB at 8 bits per weight (export with --quantize-weights)")
     parser.add_argument("--jobs", type=int, default=1, help="fits at once (each uses the threads TensorFlow gives it)")
+    parser.add_argument("--words", default=",".join(TARGET_WORDS), help="target words, comma-separated (default: the Kaggle ten); the soft labels' list must match")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32", help="training precision of every fit (mixed: bfloat16 on CPU)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
