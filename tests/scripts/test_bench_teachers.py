@@ -12,6 +12,7 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_teachers.py"
 
 
+@pytest.mark.slow  # 4 s: every architecture built twice and timed
 def test_bench_times_both_precisions_in_alternating_rounds(monkeypatch, capsys):
     import keras
 

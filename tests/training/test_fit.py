@@ -116,6 +116,7 @@ def test_mixup_pairs_are_seeded_by_step():
     assert mixup_pairs(seed=1, step=6, batch=16, alpha=0.4)[1] != weight
 
 
+@pytest.mark.slow  # 7 s: mixup is in no shipped recipe; plain resume exactness is tested above
 def test_mixup_trains_differently_and_resumes_exactly(tiny_tree, tmp_path):
     plain = fit(config=_config(tiny_tree, epochs=2), run_dir=tmp_path / "plain", progress=False)
     straight = fit(config=_config(tiny_tree, epochs=2, mixup_alpha=0.4), run_dir=tmp_path / "straight", progress=False)
