@@ -51,24 +51,31 @@ def run_litert(model_path: Path, waveforms: np.ndarray, *, timing_rounds: int = 
             return {k: npz[k] for k in npz.files}
 
 
-def operator_issues(ops: list[str], types: list[str]) -> list[str]:
-    """What breaks the builtin-only rule: Flex ops, unknown custom ops, float compute after the input is quantized.
+def float_after_quantize(ops: list[str], types: list[str]) -> list[int]:
+    """Positions of the builtin ops that compute in float after the first QUANTIZE (all of them when there is none).
 
-    ``ops`` in execution order. Float is allowed only before the first QUANTIZE: the front-end and the
-    student's input normalization, which the exporter keeps in float on purpose (docs/litert.md).
+    ``ops`` in execution order, ``types`` the dtype of each op's first input. Float before the first QUANTIZE is
+    the front-end and the student's input normalization, kept in float on purpose (docs/litert.md).
     """
+    first = ops.index("QUANTIZE") if "QUANTIZE" in ops else -1
+    return [i for i, (name, dtype) in enumerate(zip(ops, types))
+            if i > first and dtype == "float32" and name.isupper() and name not in ("QUANTIZE", "DEQUANTIZE", "DELEGATE")]
+
+
+def operator_issues(ops: list[str], types: list[str]) -> list[str]:
+    """What breaks the builtin-only rule: Flex ops, unknown custom ops, float compute after the input is quantized."""
     from distill.compliance.litert_worker import AUDIO_CUSTOM_OPS
 
     issues = [] if "QUANTIZE" in ops else ["no QUANTIZE op: the model is not quantized"]
-    first_quantize = ops.index("QUANTIZE") if "QUANTIZE" in ops else -1
-    for position, (name, dtype) in enumerate(zip(ops, types)):
+    in_float = set(float_after_quantize(ops, types))
+    for position, name in enumerate(ops):
         if name.startswith("Flex"):
             issues.append(f"{name} is a Flex (Select TF) op")
         elif name in AUDIO_CUSTOM_OPS or name in ("QUANTIZE", "DEQUANTIZE", "DELEGATE"):
             continue
         elif not name.isupper():
             issues.append(f"{name} is a custom op LiteRT does not ship")
-        elif dtype == "float32" and position > first_quantize:
+        elif position in in_float:
             issues.append(f"{name} runs in float (not quantized)")
     return issues
 

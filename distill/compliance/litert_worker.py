@@ -43,15 +43,22 @@ def predict(interp, waveforms: np.ndarray) -> np.ndarray:
     return np.stack(rows) if rows else np.zeros((0, 12), np.float32)
 
 
+def operator_rows(interp) -> list[tuple[str, str, str]]:
+    """(op name, its first output tensor's name, its first input's dtype) of every operator, in execution order."""
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    rows = []
+    for op in interp._get_ops_details():  # the only public listing of a model's operators in ai-edge-litert 2.3
+        first_in = next((i for i in op["inputs"] if i >= 0 and i in tensors), None)
+        first_out = next((i for i in op["outputs"] if i >= 0 and i in tensors), None)
+        rows.append((str(op["op_name"]), tensors[first_out]["name"] if first_out is not None else "",
+                     np.dtype(tensors[first_in]["dtype"]).name if first_in is not None else ""))
+    return rows
+
+
 def operators(interp) -> tuple[list[str], list[str]]:
     """Each operator's name and the dtype of its first input tensor."""
-    details = {t["index"]: t for t in interp.get_tensor_details()}
-    names, types = [], []
-    for op in interp._get_ops_details():  # the only public listing of a model's operators in ai-edge-litert 2.3
-        names.append(str(op["op_name"]))
-        first = next((i for i in op["inputs"] if i >= 0 and i in details), None)
-        types.append(np.dtype(details[first]["dtype"]).name if first is not None else "")
-    return names, types
+    rows = operator_rows(interp)
+    return [name for name, _, _ in rows], [dtype for _, _, dtype in rows]
 
 
 def latency_ms(interp, waveform: np.ndarray, *, rounds: int = 5, repeats: int = 20) -> float:
@@ -140,14 +147,9 @@ class LiteRTPredictor:
 
     def predict_wav_bytes(self, data: bytes) -> np.ndarray:
         """Probabilities of a 16-bit PCM wav file's bytes (padded or cut to 16000 samples, as DecodeWav does)."""
-        import io
-        import wave
+        from distill.data.wav import parse_wav, to_clip  # NumPy only, like this module
 
-        with wave.open(io.BytesIO(data), "rb") as wf:
-            pcm = np.frombuffer(wf.readframes(wf.getnframes()), dtype="<i2").reshape(-1, wf.getnchannels())[:, 0]
-        clip = np.zeros(16000, np.float32)
-        clip[: min(16000, len(pcm))] = pcm[:16000].astype(np.float32) / 32768.0
-        return self.predict_single(clip)
+        return self.predict_single(to_clip(parse_wav(data)))
 
     def close(self) -> None:
         if self._pool is not None:

@@ -54,10 +54,11 @@ def read_wav(path: str | os.PathLike) -> np.ndarray:
             data = fh.read()
     except OSError as err:
         raise BadAudioError(path, f"unreadable: {err.strerror or err}") from err
-    return _parse(data, path)
+    return parse_wav(data, path)
 
 
-def _parse(data: bytes, path: Any) -> np.ndarray:
+def parse_wav(data: bytes, path: Any = "wav bytes") -> np.ndarray:
+    """``read_wav`` on a file's bytes already in memory; ``path`` names them in errors."""
     try:
         return _parse_wav(data, path)
     except BadAudioError:
@@ -90,7 +91,7 @@ def read_clip_into(path: str | os.PathLike, out: np.ndarray) -> None:
         if 0 < size <= len(data) - _PLAIN_DATA_AT and not size & 1:
             to_clip(np.frombuffer(data, dtype="<i2", count=size // 2, offset=_PLAIN_DATA_AT), out=out)
             return
-    to_clip(_parse(data, path), out=out)
+    to_clip(parse_wav(data, path), out=out)
 
 
 def decode_wav(path: str | os.PathLike) -> np.ndarray:

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.compliance.litert_worker import AUDIO_CUSTOM_OPS
+from distill.compliance.litert_check import float_after_quantize
+from distill.compliance.litert_worker import AUDIO_CUSTOM_OPS, operator_rows
 from distill.core.errors import DistillError
 from distill.core.io import check_output, write_bytes, write_json, write_text
 from distill.core.labels import CLASSES, CLIP_SAMPLES
@@ -120,15 +121,7 @@ def model_operators(data: bytes) -> list[tuple[str, str, str]]:
     """(op name, first output tensor's name, first input's dtype) of every operator of ``data``, in execution order."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_content=data)
-    tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    rows = []
-    for op in interp._get_ops_details():  # the only public listing of a model's operators in ai-edge-litert 2.3
-        first_in = next((i for i in op["inputs"] if i >= 0 and i in tensors), None)
-        first_out = next((i for i in op["outputs"] if i >= 0 and i in tensors), None)
-        rows.append((str(op["op_name"]), tensors[first_out]["name"] if first_out is not None else "",
-                     np.dtype(tensors[first_in]["dtype"]).name if first_in is not None else ""))
-    return rows
+    return operator_rows(Interpreter(model_content=data))
 
 
 def float_prefix_nodes(float_model: bytes) -> list[str]:
@@ -148,12 +141,13 @@ def float_prefix_nodes(float_model: bytes) -> list[str]:
 
 
 def convert_int8(model, representative: np.ndarray, offsets: np.ndarray | None = None, *, activations: str = "int8",
-                 float_normalization: bool = True) -> bytes:
+                 float_normalization: bool = True, float_model: bytes | None = None) -> bytes:
     """The full-integer ``.tflite`` bytes of a waveform student, calibrated on ``representative`` (N, 16000).
 
     ``activations`` "int8" (default) or "int16" (int16 activations with int8 weights, for measuring).
     ``float_normalization`` keeps the front-end and the input normalization in float (``float_prefix_nodes``);
-    False quantizes right after the audio custom ops (measured in docs/litert.md). An empty representative set
+    False quantizes right after the audio custom ops (measured in docs/litert.md); ``float_model`` is
+    ``convert_float(model, offsets)`` when the caller has it already. An empty representative set
     is refused; a layer LiteRT cannot quantize is named in the error.
     """
     import tensorflow as tf
@@ -168,7 +162,10 @@ def convert_int8(model, representative: np.ndarray, offsets: np.ndarray | None =
     calibration_clips = lambda: ([w.reshape(INPUT_SHAPE)] for w in representative)  # noqa: E731
     converter.representative_dataset = calibration_clips
     ops = tf.lite.OpsSet
-    prefix = float_prefix_nodes(convert_float(model, offsets)) if activations == "int8" and float_normalization else []
+    if activations == "int8" and float_normalization:
+        prefix = float_prefix_nodes(float_model if float_model is not None else convert_float(model, offsets))
+    else:
+        prefix = []
     try:
         if activations == "int16":
             converter.target_spec.supported_ops = [ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
@@ -191,18 +188,12 @@ def convert_int8(model, representative: np.ndarray, offsets: np.ndarray | None =
         lines = [ln.strip() for ln in text.splitlines() if "op" in ln.lower() and ("quantiz" in ln.lower() or "tf." in ln or "tfl." in ln or "not supported" in ln.lower())]
         raise DistillError("LiteRT cannot quantize this student to full integer: " + ("; ".join(lines[:6]) or text[:800])) from err
     if prefix:
-        left_float = float_after_quantize(model_operators(data))
+        rows = model_operators(data)
+        left_float = [rows[i] for i in float_after_quantize([name for name, _, _ in rows], [dtype for _, _, dtype in rows])]
         if left_float:
             raise DistillError("LiteRT cannot quantize this student to full integer: these ops stay float after the input was quantized: "
-                               + "; ".join(f"{name} ({output})" for name, output in left_float[:6]))
+                               + "; ".join(f"{name} ({output})" for name, output, _ in left_float[:6]))
     return data
-
-
-def float_after_quantize(ops: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
-    """(op, output name) of every op that computes in float after the first QUANTIZE, DEQUANTIZE excepted."""
-    names = [name for name, _, _ in ops]
-    start = names.index("QUANTIZE") if "QUANTIZE" in names else 0
-    return [(name, output) for name, output, dtype in ops[start + 1:] if dtype == "float32" and name != "DEQUANTIZE"]
 
 
 @dataclass(frozen=True)
@@ -231,8 +222,9 @@ def export_student_tflite(*, run: Path, out: Path, calibration: Path | None = No
         raise DistillError(f"{run} is a {config.family} run; export ships students")
     offsets = load_offsets(calibration, config.labels) if calibration else None  # refused unless calibrated for the run's classes
     clips = representative_clips(Path(run), representative, seed=seed)
-    data = convert_int8(model, clips, offsets)
-    float_bytes = len(convert_float(model, offsets))
+    float_model = convert_float(model, offsets)
+    data = convert_int8(model, clips, offsets, float_model=float_model)
+    float_bytes = len(float_model)
     out = Path(out)
     model_path = write_bytes(out / MODEL_FILE, data)
     classes = tuple(config.labels.classes) if hasattr(config, "labels") else CLASSES  # the run's word list (Kaggle's 12 by default)
@@ -333,10 +325,11 @@ def measure_quantization(run: Path, *, sizes: tuple[int, ...] = (8, 24, 100, 300
             interp = interpreter(str(path))
             score(name, data, lambda w: predict(interp, w), latency_ms(interp, splits["validation"][0][0]), extra)
 
-        run_bytes("float", convert_float(model), {"representative": 0})
+        float_model = convert_float(model)
+        run_bytes("float", float_model, {"representative": 0})
         for n in sizes:
             clips = representative_clips(Path(run), n, seed=seed)
-            run_bytes(f"int8_rep{len(clips)}", convert_int8(model, clips), {"representative": int(len(clips))})
+            run_bytes(f"int8_rep{len(clips)}", convert_int8(model, clips, float_model=float_model), {"representative": int(len(clips))})
         clips = representative_clips(Path(run), max(sizes), seed=seed)
         run_bytes(f"int8_quantized_norm_rep{len(clips)}", convert_int8(model, clips, float_normalization=False), {"representative": int(len(clips))})
         try:
