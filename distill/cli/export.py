@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from distill.cli.options import recipe_option
 from distill.cli.root import app, echo_rich
 
 
@@ -19,7 +20,7 @@ def export_command(
     check_clips: int = typer.Option(16, "--check-clips", min=1, help="Real clips from the run's data used for the parity check."),
     tf14_wheel: Path = typer.Option(None, "--tf14-wheel", envvar="DISTILL_TF14_WHEEL", help="An existing tensorflow==1.4.0 wheel or extracted folder (default: fetched once into ~/.cache/distill/tf14)."),
     export_format: str = typer.Option("pb", "--format", help="pb: the competition's TF 1.4 frozen graph (model.pb); tflite: a full-integer LiteRT model (model.tflite, docs/litert.md)."),
-    representative: int = typer.Option(300, "--representative", help="tflite: class-balanced training clips that calibrate the int8 activation ranges."),
+    representative: int = recipe_option("export.representative", "--representative", "tflite: class-balanced training clips that calibrate the int8 activation ranges."),
     check: bool = typer.Option(False, "--check", help="tflite: run it in LiteRT (no TensorFlow in that process): size, operators, agreement with the float student, int8 accuracy, latency; exit 1 if any fails."),
 ) -> None:
     """Write model.pb (frozen, BN folded, TF 1.4 ops only), labels.txt and manifest.json from a student run (--format tflite: model.tflite)."""
@@ -32,7 +33,10 @@ def export_command(
         if quantize_weights or check_pi:
             raise DistillError("--quantize-weights and --check-pi are for --format pb; a tflite export is always full integer, and --check checks it")
         from distill.export.tflite import export_student_tflite
+        from distill.pipeline.recipe import default_values
 
+        if representative is None:
+            representative = default_values()["export.representative"]
         tfl = export_student_tflite(run=run, out=out, calibration=calibration, representative=representative, check=check)
         typer.echo(f"{tfl.model_path}: {tfl.bytes:,} bytes full integer ({100 * tfl.bytes / tfl.float_bytes:.0f}% of the float model's {tfl.float_bytes:,}), "
                    f"calibrated on {tfl.representative} training clips")

@@ -32,7 +32,6 @@ from distill.core.io import check_output, write_bytes, write_json, write_text
 from distill.core.labels import CLASSES, CLIP_SAMPLES
 
 MODEL_FILE = "model.tflite"
-DEFAULT_REPRESENTATIVE = 300
 INPUT_SHAPE = (CLIP_SAMPLES, 1)
 
 
@@ -79,7 +78,7 @@ def frozen_function(model, offsets: np.ndarray | None = None):
     return convert_variables_to_constants_v2(serve.get_concrete_function())
 
 
-def representative_clips(run: Path, count: int = DEFAULT_REPRESENTATIVE, *, seed: int = 0) -> np.ndarray:
+def representative_clips(run: Path, count: int, *, seed: int = 0) -> np.ndarray:
     """``count`` clean training clips of ``run``'s data, as even across the 12 classes as the split allows."""
     from distill.core.config import load_config
     from distill.data.examples import materialize
@@ -207,7 +206,7 @@ class TfliteExportResult:
     checks: dict | None
 
 
-def export_student_tflite(*, run: Path, out: Path, calibration: Path | None = None, representative: int = DEFAULT_REPRESENTATIVE, check: bool = False,
+def export_student_tflite(*, run: Path, out: Path, calibration: Path | None = None, representative: int, check: bool = False,
                           seed: int = 0) -> TfliteExportResult:
     """Write ``out/model.tflite`` (full integer), ``labels.txt`` and ``manifest.json`` from a student run."""
     from distill.core.config import to_dict
