@@ -23,7 +23,15 @@ a folder of ``--clips`` generated 1 s clips, then measures
    wall microseconds a clip that reading, converting and writing rows add to
    the graph's own time (the part this path can change);
 3. ``write_submission`` end to end, best of the new rounds, and the projected
-   minutes for the 158,538 Kaggle test clips.
+   minutes for the 158,538 Kaggle test clips;
+4. with ``--litert``, ``formats``: the same pipelined ``write_submission``
+   through the frozen graph ("pb") and through the student's LiteRT
+   conversions as ``distill export --format tflite`` writes them (``float``,
+   and ``int8`` calibrated on ``--representative`` of the generated clips),
+   in alternating rounds: clips/s, clips per CPU-second, each format's ratio
+   over pb (median of the round ratios) and the share of its labels equal to
+   pb's (random weights: a check that it runs the same network, not an
+   accuracy; ``distill export --format tflite --check`` measures that).
 
 The machine's load average and ``cores_used`` (CPU time / wall time) are
 printed too: other processes on the same cores lower the wall-time figures,
@@ -31,7 +39,7 @@ not the clips per CPU-second; ``projected_clips_per_s_on_free_cores`` is
 clips per CPU-second times ``--threads`` (an upper bound: it assumes perfect
 scaling).
 
-usage: python scripts/bench_submit.py --clips 2000 --arch tcresnet --size 14-w2 --fold-bn --rounds 6
+usage: python scripts/bench_submit.py --clips 2000 --arch tcresnet --size 14-w2 --fold-bn --rounds 6 [--litert]
 """
 
 from __future__ import annotations
@@ -165,6 +173,57 @@ def _outside_graph(predictor, model_dir: Path, test_dir: Path, work: Path, batch
                     "wall_us_per_clip": round(1e6 * _median([w for w, _ in runs]) / clips, 1)} for which, runs in found.items()}
 
 
+def _formats(model, graph_dir: Path, test_dir: Path, work: Path, batch_size: int, rounds: int, threads: int,
+             representative: int) -> dict:
+    """``write_submission`` through the frozen graph and the LiteRT float and int8 models, alternating rounds."""
+    import numpy as np
+
+    from distill.compliance.litert_worker import LiteRTPredictor
+    from distill.data.wav import decode_wav
+    from distill.export.tflite import MODEL_FILE, convert_float, convert_int8
+    from distill.submission.predictor import GraphPredictor
+    from distill.submission.writer import write_submission
+
+    names = sorted(p.name for p in test_dir.glob("clip_*.wav"))
+    clips = np.stack([decode_wav(test_dir / n) for n in names[:representative]])
+    float_model = convert_float(model, None)
+    files = {"float": float_model, "int8": convert_int8(model, clips, float_model=float_model)}
+    folders = {"pb": graph_dir}
+    for name, data in files.items():
+        folders[name] = work / f"tflite_{name}"
+        folders[name].mkdir()
+        (folders[name] / MODEL_FILE).write_bytes(data)
+    predictors = {"pb": GraphPredictor(graph_dir, workers=threads)}
+    predictors |= {name: LiteRTPredictor(folders[name] / MODEL_FILE, workers=threads) for name in files}
+    runs: dict[str, list] = {name: [] for name in folders}
+    labels: dict[str, list[str]] = {}
+    try:
+        for name in folders:  # warm-up, and each format's labels
+            out = work / f"fmt_{name}_warm.csv"
+            write_submission(model=folders[name], test_dir=test_dir, out=out, batch_size=batch_size, progress=False,
+                             predictor=predictors[name])
+            labels[name] = [line.split(",")[1] for line in out.read_text(encoding="utf-8").splitlines()[1:]]
+        order = list(folders)
+        for i in range(rounds):
+            for name in (order if i % 2 == 0 else order[::-1]):
+                run = write_submission(model=folders[name], test_dir=test_dir, out=work / f"fmt_{name}_{i}.csv", batch_size=batch_size,
+                                       progress=False, resume=False, predictor=predictors[name])
+                runs[name].append((run.stream_seconds, run.stream_cpu_seconds))
+    finally:
+        for predictor in predictors.values():
+            predictor.close()
+    report = {}
+    for name, found in runs.items():
+        report[name] = {"clips_per_s_median": round(len(names) / _median([w for w, _ in found]), 1),
+                        "clips_per_s_best": round(len(names) / min(w for w, _ in found), 1),
+                        "clips_per_cpu_s_median": round(len(names) / _median([c for _, c in found]), 1),
+                        "bytes": (folders[name] / ("model.pb" if name == "pb" else MODEL_FILE)).stat().st_size,
+                        "over_pb_clips_per_s": round(_median([pw / w for (pw, _), (w, _) in zip(runs["pb"], found)]), 3),
+                        "over_pb_clips_per_cpu_s": round(_median([pc / c for (_, pc), (_, c) in zip(runs["pb"], found)]), 3),
+                        "labels_equal_to_pb": round(float(np.mean([a == b for a, b in zip(labels[name], labels["pb"])])), 4)}
+    return {"rounds": rounds, "representative": int(len(clips)), "formats": report}
+
+
 def _median(values):
     import numpy as np
 
@@ -186,6 +245,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6, help="alternating old/new submission rounds")
     parser.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=True,
                         help="fold batch norms like `distill export` (default on)")
+    parser.add_argument("--litert", action="store_true",
+                        help="also stream the clips through the student's LiteRT float and int8 models, side by side with the graph")
+    parser.add_argument("--representative", type=int, default=300, help="--litert: generated clips that calibrate the int8 model")
     args = parser.parse_args()
     if args.clips < 1 or args.rounds < 1 or args.repeat < 1:
         parser.error("--clips, --rounds and --repeat must be >= 1")
@@ -324,6 +386,8 @@ def main() -> None:
                 "meets_target": max(streaming) >= 3000,
             },
             "freeze_s": round(freeze_seconds, 2),
+            "litert": (_formats(model, model_dir, test_dir, work, args.batch_size, args.rounds, threads, args.representative)
+                       if args.litert else None),
             "write_clips_s": round(write_clips_seconds, 2),
         }
         print(json.dumps(report, indent=2))

@@ -33,3 +33,18 @@ def test_bench_refuses_an_unknown_architecture(monkeypatch, capsys):
     with pytest.raises(SystemExit) as done:
         runpy.run_path(str(SCRIPT), run_name="__main__")
     assert done.value.code == 2 and "unknown --arch nope" in capsys.readouterr().err
+
+
+def test_bench_streams_the_litert_float_and_int8_models_beside_the_graph(monkeypatch, capsys):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("ai_edge_litert")
+    monkeypatch.setattr(sys, "argv", [str(SCRIPT), "--clips", "10", "--arch", "dscnn", "--size", "toy", "--batch-size", "4",
+                                      "--rounds", "2", "--methods", "", "--repeat", "1", "--litert", "--representative", "6"])
+    runpy.run_path(str(SCRIPT), run_name="__main__")
+    litert = json.loads(capsys.readouterr().out)["litert"]
+    formats = litert["formats"]
+    assert set(formats) == {"pb", "float", "int8"} and litert["representative"] == 6
+    assert formats["pb"]["labels_equal_to_pb"] == 1.0 and formats["pb"]["over_pb_clips_per_s"] == 1.0
+    assert formats["float"]["labels_equal_to_pb"] >= 0.9  # the same network in float32: at most a near-tie may flip
+    assert 0.0 <= formats["int8"]["labels_equal_to_pb"] <= 1.0 and formats["int8"]["bytes"] > 0  # a toy's int8 file is not smaller: quantization parameters
+    assert all(f["clips_per_s_median"] > 0 and f["clips_per_cpu_s_median"] > 0 for f in formats.values())
