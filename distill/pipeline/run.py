@@ -4,7 +4,7 @@ Layout of OUT::
 
     recipe.toml                 the latest resolved recipe (a rerun that changes a key behind what is here is refused)
     recipes/<n>.toml            every distinct resolved recipe run into OUT, numbered in the order first run
-    timings.json                seconds per stage, summed over interrupted attempts
+    timings.json                seconds per stage, summed over interrupted attempts (written every 30 s while one runs)
     teachers/<arch>[-sK][-cf]   teacher runs and cross-fitted fold groups
     soft_labels/                the teachers' logits on augmented views (and on --kaggle-test)
     teacher_report/             per-teacher and ensemble accuracy
@@ -26,6 +26,7 @@ run into the same OUT reuses what its keys agree on (``refuse_other_recipe``).
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 import tomllib
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ RECIPE_FILE = "recipe.toml"
 RECIPES_DIR = "recipes"
 TFLITE_DIR = "export-tflite"  # export.tflite: the shipped student (calibrated like export/) as a full-integer LiteRT model
 TIMINGS_FILE = "timings.json"
+TIMING_HEARTBEAT_S = 30.0  # how often a running stage's time so far is written to timings.json
 
 
 @dataclass(frozen=True)
@@ -226,10 +228,27 @@ class _Stages:
             self.log(f"{name}: complete, skipped")
             return
         self.log(f"{name}: running")
-        start = time.time()
-        work()
-        self.timings[name] = round(self.timings.get(name, 0.0) + time.time() - start, 1)
-        write_json(self.out / TIMINGS_FILE, self.timings)
+        start, before = time.time(), self.timings.get(name, 0.0)
+        lock, stop = threading.Lock(), threading.Event()
+
+        def record() -> None:
+            with lock:
+                self.timings[name] = round(before + time.time() - start, 1)
+                write_json(self.out / TIMINGS_FILE, self.timings)
+
+        def heartbeat() -> None:
+            # a killed run (SIGKILL, a lost machine) cannot record its time at the end: this loses at most one beat
+            while not stop.wait(TIMING_HEARTBEAT_S):
+                record()
+
+        beat = threading.Thread(target=heartbeat, name="distill-stage-timer", daemon=True)
+        beat.start()
+        try:
+            work()
+        finally:  # an interrupted or failed attempt's time counts too: a resume adds to it
+            stop.set()
+            beat.join()
+            record()
         self.log(f"{name}: done in {time.time() - start:.1f} s")
 
 
