@@ -214,14 +214,20 @@ def _formats(model, graph_dir: Path, test_dir: Path, work: Path, batch_size: int
             predictor.close()
     report = {}
     for name, found in runs.items():
-        report[name] = {"clips_per_s_median": round(len(names) / _median([w for w, _ in found]), 1),
-                        "clips_per_s_best": round(len(names) / min(w for w, _ in found), 1),
-                        "clips_per_cpu_s_median": round(len(names) / _median([c for _, c in found]), 1),
+        report[name] = _stream_summary(len(names), found) | {
                         "bytes": (folders[name] / ("model.pb" if name == "pb" else MODEL_FILE)).stat().st_size,
                         "over_pb_clips_per_s": round(_median([pw / w for (pw, _), (w, _) in zip(runs["pb"], found)]), 3),
                         "over_pb_clips_per_cpu_s": round(_median([pc / c for (_, pc), (_, c) in zip(runs["pb"], found)]), 3),
                         "labels_equal_to_pb": round(float(np.mean([a == b for a, b in zip(labels[name], labels["pb"])])), 4)}
     return {"rounds": rounds, "representative": int(len(clips)), "formats": report}
+
+
+def _stream_summary(clips: int, runs: list[tuple[float, float]]) -> dict:
+    """Clips/s (median and best) and clips per CPU-second of streams given as (wall, CPU) seconds."""
+    return {"clips_per_s_median": round(clips / _median([w for w, _ in runs]), 1),
+            "clips_per_s_best": round(clips / min(w for w, _ in runs), 1),
+            "clips_per_cpu_s_median": round(clips / _median([c for _, c in runs]), 1),
+            "cores_used_median": round(_median([c / w for w, c in runs]), 2)}
 
 
 def _median(values):
@@ -337,12 +343,6 @@ def main() -> None:
         outside = _outside_graph(predictor, model_dir, test_dir, work, args.batch_size, args.rounds)
         predictor.close()
 
-        def summary(runs):
-            return {"clips_per_s_median": round(args.clips / _median([r["wall"] for r in runs]), 1),
-                    "clips_per_s_best": round(args.clips / min(r["wall"] for r in runs), 1),
-                    "clips_per_cpu_s_median": round(args.clips / _median([r["cpu"] for r in runs]), 1),
-                    "cores_used_median": round(_median([r["cpu"] / r["wall"] for r in runs]), 2)}
-
         best = max((r["run"] for r in new_runs), key=lambda r: r.clips_per_second)
         streaming = [r["run"].clips_per_second for r in new_runs]
         setup = load_seconds + best.seconds - best.stream_seconds
@@ -361,8 +361,8 @@ def main() -> None:
             "side_by_side": {
                 "rounds": args.rounds,
                 "method": predictor.method,
-                "old": summary(old_runs),
-                "new": summary(new_runs),
+                "old": _stream_summary(args.clips, [(r["wall"], r["cpu"]) for r in old_runs]),
+                "new": _stream_summary(args.clips, [(r["wall"], r["cpu"]) for r in new_runs]),
                 "new_over_old_clips_per_s": round(_median(ratios_wall), 3),
                 "new_over_old_clips_per_cpu_s": round(_median(ratios_cpu), 3),
                 "round_ratios_clips_per_s": [round(r, 3) for r in ratios_wall],
