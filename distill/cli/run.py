@@ -18,6 +18,8 @@ def run_command(
     kaggle_test: Path = typer.Option(None, "--kaggle-test", help="Folder of unlabeled test clips: pseudo-labels, calibration and the submission."),
     kaggle_labels: Path = typer.Option(None, "--kaggle-labels", help="fname,label CSV for the --kaggle-test clips; the report gives the submission's agreement with it."),
     jobs: int = typer.Option(1, "--jobs", min=1, help="Teachers trained at once (processes)."),
+    student_jobs: int = typer.Option(1, "--student-jobs", min=1, help="Students fitted at once (processes, the cores shared out): pays for small "
+                                     "students such as the ladder's; a fit is reproducible under the same value."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars (stage lines are still printed)."),
 ) -> None:
     """Run RECIPE end to end: teachers and fold groups, soft labels, pseudo-labels, students and twins, calibration,
@@ -33,7 +35,8 @@ def run_command(
     def log(message: str) -> None:
         typer.echo(f"[{time.strftime('%H:%M:%S')}] {message}")
 
-    result = run_recipe(recipe=resolved, data=data, out=out, kaggle_test=kaggle_test, kaggle_labels=kaggle_labels, jobs=jobs, progress=not quiet, log=log)
+    result = run_recipe(recipe=resolved, data=data, out=out, kaggle_test=kaggle_test, kaggle_labels=kaggle_labels, jobs=jobs, student_jobs=student_jobs,
+                        progress=not quiet, log=log)
     typer.echo((result.out / "report.md").read_text())
     if result.report.get("ladder"):
         from distill.cli.root import echo_rich

@@ -127,8 +127,8 @@ class StudentRecipe:
 
     @property
     def label(self) -> str:
-        """Its folder under ``OUT/students``."""
-        return f"{self.arch}-{self.size}"
+        """Its folder under ``OUT/students``: arch-size, and the front-end when one is set (one net at two front-ends is two rungs)."""
+        return f"{self.arch}-{self.size}" + (f"-{self.frontend}" if self.frontend else "")
 
 
 @dataclass(frozen=True)
@@ -212,9 +212,9 @@ class Recipe:
         seen: dict[str, int] = {}
         for i, student in enumerate(self.students):
             student.check(f"students.{i}")
-            if student.label in seen:  # one folder per arch and size: the second would take the first's runs for its own
-                raise DistillError(f"students.{i}: the same arch and size as students.{seen[student.label]} (both would train into "
-                                   f"students/{student.label}); give each [[students]] table its own arch or size, or use seeds for repeats")
+            if student.label in seen:  # one folder per arch, size and front-end: the second would take the first's runs for its own
+                raise DistillError(f"students.{i}: the same arch, size and front-end as students.{seen[student.label]} (both would train into "
+                                   f"students/{student.label}); give each [[students]] table its own arch, size or frontend, or use seeds for repeats")
             seen[student.label] = i
         self.pseudo.check("pseudo")
         self.calibrate.check("calibrate")

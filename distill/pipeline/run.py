@@ -9,7 +9,7 @@ Layout of OUT::
     soft_labels/                the teachers' logits on augmented views (and on --kaggle-test)
     teacher_report/             per-teacher and ensemble accuracy
     pseudo.csv                  pseudo-labels picked on --kaggle-test (review with ``distill pseudo review``)
-    students/<arch>-<size>/     distilled/, twin/ (no teachers), distilled-s<k>/, twin-s<k>/ (seed k > 0), export/ (uncalibrated graph), ablations
+    students/<arch>-<size>[-<fe>]/ distilled/, twin/ (no teachers), distilled-s<k>/, twin-s<k>/ (seed k > 0), export/ (uncalibrated graph), ablations
     calibration/                offsets for the expected test mix (first student, with --kaggle-test)
     export/                     the shipped graph: first student, calibrated when --kaggle-test is given
     export-tflite/              with export.tflite: the same student as a full-integer LiteRT model.tflite, checked in LiteRT
@@ -152,7 +152,7 @@ def refuse_other_recipe(out: Path, recipe: Recipe) -> None:
     """Raise when ``recipe`` sets a key that shaped an artefact already in OUT, naming every such key.
 
     Shared artefacts are refused table by table (``_SHAPED_BY``); a student is compared key by key
-    with the recipe that last had it, by folder (``students/<arch>-<size>``), when that folder is
+    with the recipe that last had it, by folder (``students/<label>``), when that folder is
     there; calibration/ and export/ belong to the first student. Adding students, seeds or ablations,
     or changing ``export.*``, only adds work.
     """
@@ -253,8 +253,11 @@ class _Stages:
 
 
 def run_recipe(*, recipe: Recipe, data: Path, out: Path, kaggle_test: Path | None = None, kaggle_labels: Path | None = None,
-               jobs: int = 1, progress: bool = True, log: Callable[[str], None] = print) -> RunResult:
-    """Run every stage of ``recipe`` on the Speech Commands tree ``data`` into ``out``; see the module docstring."""
+               jobs: int = 1, student_jobs: int = 1, progress: bool = True, log: Callable[[str], None] = print) -> RunResult:
+    """Run every stage of ``recipe`` on the Speech Commands tree ``data`` into ``out``; see the module docstring.
+
+    ``jobs`` teachers and ``student_jobs`` students are trained at once, each in its own process.
+    """
     data, out = Path(data), Path(out)
     if not data.is_dir():
         raise DistillError(f"{data}: no such data folder (a Speech Commands-layout tree; `distill data synth` makes a demo one)")
@@ -262,17 +265,18 @@ def run_recipe(*, recipe: Recipe, data: Path, out: Path, kaggle_test: Path | Non
         raise DistillError(f"{kaggle_test}: no such folder of unlabeled test clips (--kaggle-test)")
     if kaggle_labels is not None and not Path(kaggle_labels).is_file():
         raise DistillError(f"{kaggle_labels}: no such labels CSV (--kaggle-labels)")
-    if jobs < 1:
-        raise DistillError(f"--jobs must be at least 1, got {jobs}")
+    for option, value in (("--jobs", jobs), ("--student-jobs", student_jobs)):
+        if value < 1:
+            raise DistillError(f"{option} must be at least 1, got {value}")
     check_output(out, inputs=(data, kaggle_test, kaggle_labels))  # a file there, a path under a file, a read-only folder, an input
     refuse_other_recipe(out, recipe)
     with exclusive_folder(out, doing="run"):
         record_recipe(out, recipe)
         return _run(recipe=recipe, data=data, out=out, kaggle_test=Path(kaggle_test) if kaggle_test else None,
-                    kaggle_labels=Path(kaggle_labels) if kaggle_labels else None, jobs=jobs, progress=progress, log=log)
+                    kaggle_labels=Path(kaggle_labels) if kaggle_labels else None, jobs=jobs, student_jobs=student_jobs, progress=progress, log=log)
 
 
-def _run(*, recipe: Recipe, data: Path, out: Path, kaggle_test: Path | None, kaggle_labels: Path | None, jobs: int, progress: bool,
+def _run(*, recipe: Recipe, data: Path, out: Path, kaggle_test: Path | None, kaggle_labels: Path | None, jobs: int, student_jobs: int, progress: bool,
          log: Callable[[str], None]) -> RunResult:
     stage = _Stages(out, log)
     seed = recipe.data.seed
@@ -318,9 +322,8 @@ def _run(*, recipe: Recipe, data: Path, out: Path, kaggle_test: Path | None, kag
         stage("pseudo select", pseudo_csv.exists, lambda: select_pseudo_labels(soft_labels=soft, out=pseudo_csv, threshold=recipe.pseudo.threshold,
                                                                               min_agreement=recipe.pseudo.min_agreement))
     plans = plan_students(recipe, with_pseudo=pseudo_csv.exists())
-    main_plans = [p for p in plans if not p.ablation]
-    for plan in main_plans:
-        _fit(plan, recipe=recipe, data=data, out=out, soft=soft, pseudo_csv=pseudo_csv, stage=stage, progress=progress)
+    _fit_students([p for p in plans if not p.ablation], jobs=student_jobs, recipe=recipe, data=data, out=out, soft=soft, pseudo_csv=pseudo_csv,
+                  stage=stage, progress=progress, log=log)
 
     first = out / "students" / recipe.students[0].label / "distilled"
     calibration = None
@@ -393,10 +396,44 @@ def _fit(plan: StudentPlan, *, recipe: Recipe, data: Path, out: Path, soft: Path
     def work() -> None:
         from distill.training.student_fit import fit_student
 
-        fit_student(data=data, out=run, soft_labels=soft if plan.teachers else None, pseudo=pseudo_csv if plan.pseudo else None,
-                    resume=(run / "config.json").exists(), progress=progress, recipe=recipe.source, **student_settings(recipe, plan))
+        fit_student(progress=progress, **_fit_arguments(plan, recipe=recipe, data=data, out=out, soft=soft, pseudo_csv=pseudo_csv))
 
     stage(f"student {plan.name}", lambda: _done(run), work)
+
+
+def _fit_students(plans: list[StudentPlan], *, jobs: int, recipe: Recipe, data: Path, out: Path, soft: Path, pseudo_csv: Path, stage: _Stages,
+                  progress: bool, log: Callable[[str], None]) -> None:
+    """Fit ``plans`` one by one, or ``jobs`` at a time in worker processes when more than one is left.
+
+    Side by side pays where one fit leaves the cores idle, as small students do (``fit_students_side_by_side``).
+    The wall time is then the stage ``students, N at a time``; each fit's own time is in its metrics.json. A fit
+    is reproducible under the same ``jobs``: TensorFlow's thread count changes the order of its float sums.
+    """
+    pending = [p for p in plans if not _done(out / "students" / p.name)]
+    if jobs == 1 or len(pending) < 2:
+        for plan in plans:
+            _fit(plan, recipe=recipe, data=data, out=out, soft=soft, pseudo_csv=pseudo_csv, stage=stage, progress=progress)
+        return
+    from distill.training.student_fit import fit_students_side_by_side
+
+    for plan in plans:
+        if plan not in pending:
+            log(f"student {plan.name}: complete, skipped")
+    names = {out / "students" / p.name: p.name for p in pending}
+
+    def work() -> None:
+        runs = [_fit_arguments(plan, recipe=recipe, data=data, out=out, soft=soft, pseudo_csv=pseudo_csv) for plan in pending]
+        for run, seconds in fit_students_side_by_side(runs, jobs=jobs):
+            log(f"student {names[run]}: done in {seconds:.1f} s")
+
+    stage(f"students, {min(jobs, len(pending))} at a time", lambda: all(_done(run) for run in names), work)
+
+
+def _fit_arguments(plan: StudentPlan, *, recipe: Recipe, data: Path, out: Path, soft: Path, pseudo_csv: Path) -> dict[str, Any]:
+    """``fit_student``'s keyword arguments for ``plan``, progress aside."""
+    run = out / "students" / plan.name
+    return dict(data=data, out=run, soft_labels=soft if plan.teachers else None, pseudo=pseudo_csv if plan.pseudo else None,
+                resume=(run / "config.json").exists(), recipe=recipe.source, **student_settings(recipe, plan))
 
 
 def _exports(recipe: Recipe, out: Path, calibration: Path | None) -> dict[str, tuple[Path, Path | None, StudentRecipe]]:

@@ -29,8 +29,10 @@ def test_the_shipped_ladder_shares_the_default_recipes_shared_stages_and_first_s
         assert getattr(ladder, table) == getattr(default, table), table
     assert dataclasses.replace(ladder.students[0], seeds=1) == default.students[0]  # its seed-0 runs, export and calibration are reused
     assert not any(dataclasses.asdict(ladder.ablations).values())
-    assert [s.label for s in ladder.students] == ["tcresnet-14-w2", "bcresnet-1-stride2", "tcresnet-8-w0.5", "dscnn-s", "tcresnet-8", "tcresnet-14"]
+    assert [s.label for s in ladder.students] == ["tcresnet-14-w2", "bcresnet-1-stride2-logmel32-w16-hop20", "tcresnet-8-w0.5-logmel32-w16-hop20",
+                                                  "dscnn-s-mfcc10-w16-hop20", "tcresnet-8-mfcc10-w16-hop20", "tcresnet-8", "tcresnet-14"]
     assert {s.frontend for s in ladder.students[1:5]} == {"logmel32-w16-hop20", "mfcc10-w16-hop20"}  # the cheap front-ends of the small rungs
+    assert ladder.students[5].frontend == ""  # TC-ResNet-8 at its own front-end too: what the cheap one costs in accuracy
     assert all(s.seeds == 3 for s in ladder.students) and is_ladder(ladder) and not is_ladder(default)
     assert "Not measured yet" in recipe_text("ladder")[1]
 
@@ -49,8 +51,12 @@ def test_bad_seeds_and_a_repeated_student_are_refused_by_key():
     with pytest.raises(DistillError, match=r"^students\.0\.seeds: must be >= 1"):
         load_recipe("smoke", ["students.0.seeds=0"])
     recipe = load_recipe("smoke")
-    with pytest.raises(DistillError, match=r"^students\.1: the same arch and size as students\.0 \(both would train into students/tcresnet-toy\)"):
+    with pytest.raises(DistillError, match=r"^students\.1: the same arch, size and front-end as students\.0 \(both would train into students/tcresnet-toy\)"):
         dataclasses.replace(recipe, students=recipe.students * 2).check()
+    # the same net at another front-end is another rung, in its own folder
+    cheap = dataclasses.replace(recipe.students[0], frontend="mfcc10-w16-hop20")
+    assert [s.label for s in dataclasses.replace(recipe, students=(recipe.students[0], cheap)).check().students] == [
+        "tcresnet-toy", "tcresnet-toy-mfcc10-w16-hop20"]
 
 
 def _out(tmp_path, recipe, *folders):

@@ -175,12 +175,15 @@ def test_a_ladder_reuses_the_teachers_and_soft_labels_and_writes_its_table_and_p
     soft = sorted((out / "soft_labels").rglob("*.npy"))
     stamps = [p.stat().st_mtime_ns for p in soft]
     lines: list[str] = []
-    result = run_recipe(recipe=ladder, data=tiny_tree, out=out, kaggle_test=tiny_unlabeled, progress=False, log=lines.append)
+    # --student-jobs 2: the rung's four fits go two at a time in worker processes
+    result = run_recipe(recipe=ladder, data=tiny_tree, out=out, kaggle_test=tiny_unlabeled, student_jobs=2, progress=False, log=lines.append)
     for stage in ("teachers", "teachers --folds 2", "teachers predict", "pseudo select", "student tcresnet-toy/distilled", "student tcresnet-toy/twin",
                   "calibrate", "export export", "export students/tcresnet-toy/export", "submit"):
         assert f"{stage}: complete, skipped" in lines, (stage, lines)
-    for stage in ("student dscnn-toy/distilled", "student dscnn-toy/twin-s1", "export students/dscnn-toy/export"):
-        assert f"{stage}: running" in lines, (stage, lines)
+    assert "students, 2 at a time: running" in lines and "export students/dscnn-toy/export: running" in lines, lines
+    fitted = [line.split(":")[0] for line in lines if line.startswith("student dscnn-toy/") and ": done in " in line]
+    assert sorted(fitted) == [f"student dscnn-toy/{name}" for name in ("distilled", "distilled-s1", "twin", "twin-s1")], lines
+    assert json.loads((out / "timings.json").read_text())["students, 2 at a time"] > 0
     assert [p.stat().st_mtime_ns for p in soft] == stamps
     seed = json.loads((out / "students" / "dscnn-toy" / "distilled-s1" / "config.json").read_text())["config"]["seed"]
     assert seed == smoke.data.seed + 1
