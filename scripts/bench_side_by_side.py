@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Students fitted one at a time against several at once (``distill run --jobs``), as JSON.
+"""Students fitted one at a time against several at once (``distill run --student-jobs``), as JSON.
 
 usage: python scripts/bench_side_by_side.py --data DIR [--soft-labels DIR] [--recipe ladder] [--student 1 ...]
                                             [--epochs 3] [--jobs 2] [--rounds 2] [--work DIR] [KEY=VALUE ...]
@@ -55,12 +55,11 @@ def main() -> None:
     if args.jobs < 2 or args.rounds < 1 or args.epochs < 1:
         parser.error("need --jobs >= 2, --rounds >= 1 and --epochs >= 1")
 
+    from distill.core.errors import DistillError
     from distill.pipeline.recipe import load_recipe
     from distill.pipeline.run import StudentPlan, student_settings
 
     indices = args.student or [1]
-    from distill.core.errors import DistillError
-
     try:  # a bad recipe, override or --student index is named by the recipe's own error
         recipe = load_recipe(args.recipe, [*args.overrides, *(f"students.{i}.epochs={args.epochs}" for i in indices)])
     except DistillError as err:

@@ -648,6 +648,11 @@ def score_run(run_dir: Path, *, checkpoint: str | None = None, splits: tuple[str
 # ---------------------------------------------------------------- several runs in parallel
 
 
+def threads_per_worker(jobs: int, tasks: int) -> int:
+    """TensorFlow threads for each of ``min(jobs, tasks)`` worker processes sharing this machine's cores evenly."""
+    return max(1, (os.cpu_count() or 1) // max(1, min(jobs, tasks)))
+
+
 def _fit_in_worker(config: RunConfig, run_dir: str, resume: bool, threads: int) -> dict:
     # runs in a joblib worker process; its TensorFlow log level comes from the environment distill._entry set
     result = fit(config=config, run_dir=Path(run_dir), resume=resume, progress=False, threads=threads)
@@ -682,8 +687,7 @@ def fit_parallel(
             {"run_dir": str(r.run_dir), "metrics": r.metrics, "seconds": r.seconds}
             for r in (fit(config=c, run_dir=d, resume=resume, progress=progress) for c, d in zip(configs, run_dirs))
         ]
-    cores = os.cpu_count() or 1
-    threads = max(1, cores // max(1, min(jobs, len(configs))))
+    threads = threads_per_worker(jobs, len(configs))
     with parallel_config(backend=backend, n_jobs=jobs):
         return Parallel(verbose=10 if progress else 0)(
             delayed(_fit_in_worker)(c, str(d), resume, threads) for c, d in zip(configs, run_dirs)

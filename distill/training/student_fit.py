@@ -254,23 +254,22 @@ def fit_students_side_by_side(runs: list[dict], *, jobs: int) -> Iterator[tuple[
     """Fit every ``runs`` entry (``fit_student``'s keyword arguments) in worker processes, ``jobs`` at a time.
 
     Yields (its ``out``, the fit's seconds) as each one finishes. The cores are shared out evenly
-    (TensorFlow's pools are sized in each worker before it runs anything), so on 2 cores two small
-    students fit at once on one thread each: their steps are too short to keep two threads busy, and
-    the data pipeline of one overlaps the other's steps (``scripts/bench_side_by_side.py`` measures it).
+    (TensorFlow's pools are sized in each worker before it runs anything), so on 2 cores two students
+    fit at once on one thread each: one fit alone leaves the cores partly idle (24% for TC-ResNet-14-w2
+    under ``vmstat``), and ``scripts/bench_side_by_side.py`` measures what two at once gain.
     """
-    import os
-
     from joblib import Parallel, delayed
+
+    from distill.training.fit import threads_per_worker
 
     if jobs < 1:
         raise DistillError(f"--jobs must be at least 1, got {jobs}")
-    workers = max(1, min(jobs, len(runs)))
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    calls = [delayed(_fit_in_worker)(threads, {**run, "progress": False}) for run in runs]
-    yield from Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")(calls)
+    threads = threads_per_worker(jobs, len(runs))
+    calls = [delayed(_fit_student_in_worker)(threads, {**run, "progress": False}) for run in runs]
+    yield from Parallel(n_jobs=max(1, min(jobs, len(runs))), backend="loky", return_as="generator_unordered")(calls)
 
 
-def _fit_in_worker(threads: int, arguments: dict) -> tuple[Path, float]:
+def _fit_student_in_worker(threads: int, arguments: dict) -> tuple[Path, float]:
     from distill.training.fit import configure_threads
 
     configure_threads(threads)
