@@ -672,7 +672,7 @@ def ladder_rows(*, out: Path, recipe: Recipe, exports: list[str], tf14: dict[str
         fp = read_json(manifest)["footprint"] if manifest is not None and manifest.exists() else {}
         fitted = next(iter(runs["distilled"].values()))
         row: dict[str, Any] = {
-            "label": student.label, "arch": student.arch, "size": student.size, "seeds": student.seeds, "params": fitted["params"],
+            "label": student.label, "arch": student.arch, "size": student.size, "seeds": len(runs["distilled"]), "params": fitted["params"],
             "graph_bytes": fp.get("graph_bytes"), "macs": fp.get("macs", fitted.get("footprint", {}).get("macs")),
             "pi3_ms": fp.get("pi3_ms", fitted.get("footprint", {}).get("pi3_ms")), "export": folder,
             "export_test_tf14": tf14.get(f"{folder}/testing", {}).get("accuracy") if folder else None,
@@ -725,7 +725,7 @@ LADDER_HEADER = ["rung", "params", "graph bytes", "MACs", "est. Pi 3 ms", "seeds
 def format_ladder(ladder: dict[str, Any]) -> str:
     lines = [f"# Student ladder ({ladder['recipe']})", "",
              "One row per student, fastest first. Footprint: the seed-0 exported graph (8-bit weights where the student has them). "
-             "Accuracy: mean ± sample sd over the student's seeds (data.seed + k), each run's own validation and test scores; "
+             "Accuracy: mean ± sample sd over the student's finished seeds (data.seed + k; `seeds` counts them), each run's own validation and test scores; "
              "distilled - twin: points, the runs paired seed by seed. Pareto d/t: whether the distilled and the twin rung are on the front "
              "of test accuracy against Pi 3 ms (no other rung as fast and as accurate). TF 1.4 test: the seed-0 distilled graph, "
              "uncalibrated, scored by TensorFlow 1.4 (tf14_eval.json).", "",
@@ -748,6 +748,8 @@ def ladder_table(ladder: dict[str, Any]):
 
 def ladder_png(path: Path, ladder: dict[str, Any]) -> None:
     """Test accuracy against estimated Pi 3 ms (log axis): the distilled and twin ladders with sd error bars, and the references."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -765,9 +767,13 @@ def ladder_png(path: Path, ladder: dict[str, Any]) -> None:
         x = [r["pi3_ms"] * offset for r in mine]
         y = [100 * r[kind]["test"]["mean"] for r in mine]
         err = [100 * (r[kind]["test"]["sd"] or 0.0) for r in mine]
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=color, label=f"{kind} (mean ± sd over seeds)")
-    for r in rows:
-        ax.annotate(r["label"], (r["pi3_ms"], 100 * r["distilled"]["test"]["mean"]), textcoords="offset points", xytext=(4, 6), fontsize=7)
+        ax.errorbar(x, y, yerr=err, marker="o", linestyle="none", capsize=3, color=color, label=f"{kind} (mean ± sd over seeds)")
+        front = [(xi, yi) for xi, yi, r in zip(x, y, mine) if r["pareto"][kind]]
+        if len(front) > 1:  # only the front is joined: a line through every rung would suggest rungs between them
+            ax.plot(*zip(*front), linestyle="--", linewidth=1, color=color, label=f"{kind}: Pareto front")
+    for i, r in enumerate(rows):  # labels alternate above and below, as neighbouring rungs can be a few percent apart in ms
+        ax.annotate(r["label"], (r["pi3_ms"], 100 * r["distilled"]["test"]["mean"]), textcoords="offset points",
+                    xytext=(4, 6) if i % 2 == 0 else (4, -12), fontsize=7)
     for ref in ladder["references"]:
         y = 100 * ref["accuracy"]
         params = f", {ref['params'] / 1000:.1f}k params" if ref.get("params") else ""
@@ -777,8 +783,9 @@ def ladder_png(path: Path, ladder: dict[str, Any]) -> None:
             ax.annotate(label, (0.01, y), xycoords=("axes fraction", "data"), textcoords="offset points", xytext=(0, 3), fontsize=7, color="#555555")
         else:
             ax.plot([ref["pi3_ms"]], [y], marker="*", markersize=12, linestyle="none", color="#6a3d9a")
-            ax.annotate(f"{ref['name']}, {ref['pi3_ms']:g} ms\n{y:.1f}% ({ref['note']})", (ref["pi3_ms"], y), textcoords="offset points",
-                        xytext=(-6, -22), ha="right", fontsize=7, color="#6a3d9a")
+            note = textwrap.fill(f"{y:.1f}% ({ref['note']})", 36)  # narrow, so it stays clear of the rungs to its left
+            ax.annotate(f"{ref['name']}, {ref['pi3_ms']:g} ms\n{note}", (ref["pi3_ms"], y), textcoords="offset points",
+                        xytext=(-8, -8), ha="right", va="top", fontsize=7, color="#6a3d9a")
     ax.set_xscale("log")
     plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
     ax.xaxis.set_major_formatter(plain)

@@ -159,3 +159,5 @@ def test_ladder_rows_average_seeds_pair_twins_and_mark_the_front(tmp_path):
     md = (tmp_path / "ladder.md").read_text()
     assert "| tcresnet-toy | 100 | 1,000 | 2.00 M | 20.0 | 2 | 60.00 ± 14.14 | 70.00 ± 14.14 | 50.00 ± 14.14 | 50.00 ± 0.00 | +20.00 ± 14.14 | no/no | 75.00 |" in md
     assert "Kaggle winners' Raspberry Pi model: 90.8%, 58 ms on a Pi 3" in md and "BC-ResNet-1: 96.6%, 9,200 params" in md
+    (tmp_path / "students" / "bcresnet-toy" / "distilled-s1" / "metrics.json").unlink()  # a seed still to fit: the row counts what it averages
+    assert [r["seeds"] for r in ladder_rows(out=tmp_path, recipe=recipe, exports=exports, tf14=tf14)] == [2, 2, 1]
