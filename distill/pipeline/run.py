@@ -747,7 +747,8 @@ def ladder_table(ladder: dict[str, Any]):
 
 
 def ladder_png(path: Path, ladder: dict[str, Any]) -> None:
-    """Test accuracy against estimated Pi 3 ms (log axis): the distilled and twin ladders with sd error bars, and the references."""
+    """Test accuracy against estimated Pi 3 ms (log axis): the distilled and twin ladders as points with sd error bars, each
+    one's Pareto front joined, and the references."""
     import textwrap
 
     import matplotlib
