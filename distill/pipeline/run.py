@@ -424,7 +424,7 @@ def _fit_students(plans: list[StudentPlan], *, jobs: int, recipe: Recipe, data: 
     def work() -> None:
         runs = [_fit_arguments(plan, recipe=recipe, data=data, out=out, soft=soft, pseudo_csv=pseudo_csv) for plan in pending]
         for run, seconds in fit_students_side_by_side(runs, jobs=jobs):
-            log(f"student {names[run]}: done in {seconds:.1f} s")
+            log(f"student {names[run]}: " + ("finished by another process meanwhile, skipped" if seconds is None else f"done in {seconds:.1f} s"))
 
     stage(f"students, {min(jobs, len(pending))} at a time", lambda: all(_done(run) for run in names), work)
 
@@ -432,8 +432,9 @@ def _fit_students(plans: list[StudentPlan], *, jobs: int, recipe: Recipe, data: 
 def _fit_arguments(plan: StudentPlan, *, recipe: Recipe, data: Path, out: Path, soft: Path, pseudo_csv: Path) -> dict[str, Any]:
     """``fit_student``'s keyword arguments for ``plan``, progress aside."""
     run = out / "students" / plan.name
+    # always resume: a run started (or finished) by hand after the stage was planned is continued, not refused
     return dict(data=data, out=run, soft_labels=soft if plan.teachers else None, pseudo=pseudo_csv if plan.pseudo else None,
-                resume=(run / "config.json").exists(), recipe=recipe.source, **student_settings(recipe, plan))
+                resume=True, recipe=recipe.source, **student_settings(recipe, plan))
 
 
 def _exports(recipe: Recipe, out: Path, calibration: Path | None) -> dict[str, tuple[Path, Path | None, StudentRecipe]]:

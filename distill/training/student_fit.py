@@ -250,10 +250,13 @@ def fit_student(
     return FitResult(run_dir=result.run_dir, metrics=metrics, seconds=result.seconds, resumed_from_step=result.resumed_from_step)
 
 
-def fit_students_side_by_side(runs: list[dict], *, jobs: int) -> Iterator[tuple[Path, float]]:
+def fit_students_side_by_side(runs: list[dict], *, jobs: int) -> Iterator[tuple[Path, float | None]]:
     """Fit every ``runs`` entry (``fit_student``'s keyword arguments) in worker processes, ``jobs`` at a time.
 
-    Yields (its ``out``, the fit's seconds) as each one finishes. The cores are shared out evenly
+    Yields (its ``out``, the fit's seconds) as each one finishes; the seconds are None for a ``resume``
+    entry whose run was finished by another process after the list was made (its metrics.json is checked
+    when a worker takes it up, not when the list is made, so a run fit by hand meanwhile is not fit twice).
+    The cores are shared out evenly
     (TensorFlow's pools are sized in each worker before it runs anything), so on 2 cores two students
     fit at once on one thread each: one fit alone leaves the cores partly idle (24% for TC-ResNet-14-w2
     under ``vmstat``), and ``scripts/bench_side_by_side.py`` measures what two at once gain.
@@ -263,17 +266,20 @@ def fit_students_side_by_side(runs: list[dict], *, jobs: int) -> Iterator[tuple[
     from distill.training.fit import threads_per_worker
 
     if jobs < 1:
-        raise DistillError(f"--jobs must be at least 1, got {jobs}")
+        raise DistillError(f"jobs must be at least 1, got {jobs}")
     threads = threads_per_worker(jobs, len(runs))
     calls = [delayed(_fit_student_in_worker)(threads, {**run, "progress": False}) for run in runs]
     yield from Parallel(n_jobs=max(1, min(jobs, len(runs))), backend="loky", return_as="generator_unordered")(calls)
 
 
-def _fit_student_in_worker(threads: int, arguments: dict) -> tuple[Path, float]:
+def _fit_student_in_worker(threads: int, arguments: dict) -> tuple[Path, float | None]:
     from distill.training.fit import configure_threads
 
+    out = Path(arguments["out"])
+    if arguments.get("resume") and (out / "metrics.json").exists():
+        return out, None
     configure_threads(threads)
-    return Path(arguments["out"]), fit_student(**arguments).seconds
+    return out, fit_student(**arguments).seconds
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from distill.core.errors import DistillError
 from distill.data.cache import open_dataset
 from distill.training.fit import DistillConfig, RunConfig, ScheduleConfig, build_model, load_run
 from distill.training.soft_labels import load_soft_labels
-from distill.training.student_fit import DistillationSource, fit_student
+from distill.training.student_fit import DistillationSource, fit_student, fit_students_side_by_side
 
 SCHEDULE = ScheduleConfig(epochs=1, batch_size=8, checkpoint_every_steps=0)
 
@@ -54,6 +54,21 @@ def test_no_teacher_twin_and_option_checks(tiny_tree, tiny_soft_labels, tmp_path
         fit_student(arch="dscnn", size="toy", data=tiny_tree, out=tmp_path / "x", soft_labels=None, online=True, progress=False)
     with pytest.raises(DistillError, match="alpha"):
         fit_student(arch="dscnn", size="toy", data=tiny_tree, out=tmp_path / "x", soft_labels=tiny_soft_labels, alpha=1.5, progress=False)
+
+
+def test_side_by_side_skips_a_run_finished_after_the_list_was_made_and_fits_the_rest(tiny_tree, tmp_path):
+    # the first run is finished by another process before a worker takes it up: fitting it again would
+    # cost a dataset load and rewrite its metrics (here it would fail, as its data does not exist)
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    (finished / "metrics.json").write_text("{}")
+    runs = [dict(out=finished, resume=True, arch="dscnn", size="toy", data=tmp_path / "no-such-data", soft_labels=None),
+            dict(out=tmp_path / "fresh", resume=True, arch="dscnn", size="toy", data=tiny_tree, soft_labels=None, schedule=SCHEDULE)]
+    done = dict(fit_students_side_by_side(runs, jobs=1))
+    assert done[finished] is None and done[tmp_path / "fresh"] > 0
+    assert (tmp_path / "fresh" / "metrics.json").exists() and (finished / "metrics.json").read_text() == "{}"
+    with pytest.raises(DistillError, match="jobs must be at least 1"):
+        list(fit_students_side_by_side(runs, jobs=0))
 
 
 def test_view_masks_reach_teachers_and_student_alike_and_are_refused_where_missing(tiny_tree, tiny_soft_labels, teacher_runs, tmp_path):
