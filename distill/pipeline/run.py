@@ -211,8 +211,9 @@ def record_recipe(out: Path, recipe: Recipe) -> None:
 
 def _done(run: Path) -> bool:
     from distill.training.crossfit import fold_runs
+    from distill.training.fit import is_finished
 
-    return all((r / "metrics.json").exists() for r in (fold_runs(run) or [run]))
+    return all(is_finished(r) for r in (fold_runs(run) or [run]))
 
 
 class _Stages:

@@ -46,6 +46,7 @@ from distill.training.crossfit import HoldoutConfig, without_fold
 
 FAMILIES = {"teacher": TEACHERS, "student": STUDENTS}
 CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"  # written last, so its presence is what "this run has finished" means
 LAST = Path("checkpoints") / "last.npz"
 BEST = Path("checkpoints") / "best.npz"
 CHECKPOINTS = {"best": BEST, "last": LAST}  # what ScheduleConfig.keep (and load_run's checkpoint) may name
@@ -585,8 +586,13 @@ def _fit_in_held_folder(*, config: RunConfig, run_dir: Path, resume: bool, sourc
         "precision": schedule.precision,
         "policy": policy,  # the dtype policy the training steps ran under (mixed: mixed_bfloat16 on CPU, mixed_float16 on GPU)
     }
-    write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / METRICS_FILE, metrics)
     return FitResult(run_dir=run_dir, metrics=metrics, seconds=time.time() - started, resumed_from_step=resumed_from)
+
+
+def is_finished(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` has finished (scored and written its metrics)."""
+    return (Path(run_dir) / METRICS_FILE).exists()
 
 
 def _claim_run_dir(run_dir: Path, config: RunConfig, resume: bool, dataset: DecodedDataset) -> None:

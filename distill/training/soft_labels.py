@@ -305,11 +305,13 @@ def teachers_words(teacher_runs: list[Path], fold_groups: list[list[Path] | None
 
 def finished_teacher(run: Path) -> list[Path] | None:
     """Check that ``run`` is a finished teacher run or fold group; returns the group's fold runs (None for a run)."""
+    from distill.training.fit import is_finished
+
     runs = fold_runs(run)
     if runs is None and not (run / "config.json").exists():
         raise DistillError(f"{run}: neither a teacher run (no config.json) nor a fold group (no fold0/ ...); pass a folder `distill teachers train` wrote")
     # a partial run already has a best checkpoint; labels from it would silently come from a half-trained teacher
-    unfinished = [str(r) for r in (runs or [run]) if not (r / "metrics.json").exists()]
+    unfinished = [str(r) for r in (runs or [run]) if not is_finished(r)]
     if unfinished:
         raise DistillError(f"teacher run(s) {unfinished} have not finished training (no metrics.json); finish them with `distill teachers train ... --resume`")
     return runs

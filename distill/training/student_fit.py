@@ -29,7 +29,7 @@ from distill.data.cache import DecodedDataset, data_difference, open_dataset
 from distill.data.examples import MixConfig, materialize
 from distill.data.unlabeled import open_unlabeled
 from distill.layers.frontend import FrontendConfig
-from distill.training.fit import AugmentedSource, Batch, DistillConfig, FitResult, RunConfig, ScheduleConfig, build_model, epoch_seed, fit, kept_checkpoint, score_run
+from distill.training.fit import AugmentedSource, Batch, DistillConfig, FitResult, RunConfig, ScheduleConfig, build_model, epoch_seed, fit, is_finished, kept_checkpoint, score_run
 from distill.training.soft_labels import UNLABELED, SoftLabels, load_soft_labels, name_seeds
 
 
@@ -256,10 +256,10 @@ def fit_students_side_by_side(runs: list[dict], *, jobs: int) -> Iterator[tuple[
     Yields (its ``out``, the fit's seconds) as each one finishes; the seconds are None for a ``resume``
     entry whose run was finished by another process after the list was made (its metrics.json is checked
     when a worker takes it up, not when the list is made, so a run fit by hand meanwhile is not fit twice).
-    The cores are shared out evenly
-    (TensorFlow's pools are sized in each worker before it runs anything), so on 2 cores two students
-    fit at once on one thread each: one fit alone leaves the cores partly idle (24% for TC-ResNet-14-w2
-    under ``vmstat``), and ``scripts/bench_side_by_side.py`` measures what two at once gain.
+    The cores are shared out evenly (TensorFlow's pools are sized in each worker before it runs
+    anything), so on 2 cores two students fit at once on one thread each: one fit alone leaves the cores
+    partly idle (24% for TC-ResNet-14-w2 under ``vmstat``), and ``scripts/bench_side_by_side.py``
+    measures what two at once gain.
     """
     from joblib import Parallel, delayed
 
@@ -276,7 +276,7 @@ def _fit_student_in_worker(threads: int, arguments: dict) -> tuple[Path, float |
     from distill.training.fit import configure_threads
 
     out = Path(arguments["out"])
-    if arguments.get("resume") and (out / "metrics.json").exists():
+    if arguments.get("resume") and is_finished(out):
         return out, None
     configure_threads(threads)
     return out, fit_student(**arguments).seconds
@@ -377,7 +377,7 @@ def fit_or_read_student(run: Path, *, spec: StudentRunSpec, log: Path) -> dict:
     ``best_epoch``, ``checkpoint``, ``validation`` and ``test`` accuracy.
     """
     run, log = Path(run), Path(log)
-    finished = (run / "metrics.json").exists()
+    finished = is_finished(run)
     if (run / "config.json").exists():
         spec.refuse_other(run, finished=finished)
     if not finished:

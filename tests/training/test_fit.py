@@ -14,7 +14,7 @@ from distill.core.errors import DistillError
 from distill.core.io import exclusive_folder
 from distill.data.augment import AugmentConfig
 from distill.data.examples import MixConfig
-from distill.training.fit import BEST, LAST, RunConfig, ScheduleConfig, fit, kept_checkpoint, learning_rate_at, load_run, mixup_pairs, score_run
+from distill.training.fit import BEST, LAST, RunConfig, ScheduleConfig, fit, is_finished, kept_checkpoint, learning_rate_at, load_run, mixup_pairs, score_run
 from distill.training.loss import distillation_loss, distillation_loss_numpy
 
 
@@ -76,7 +76,9 @@ def test_fit_writes_run_and_resume_continues_exactly(tiny_tree, tmp_path):
     stop_at = straight.metrics["steps"] // 2 + 1  # mid-epoch: resume must skip the batches already used
     with pytest.raises(KeyboardInterrupt):
         fit(config=_config(tiny_tree, epochs=2), run_dir=tmp_path / "resumed", progress=False, source=_Interrupting(tiny_tree, stop_at))
+    assert (tmp_path / "resumed" / LAST).exists() and not is_finished(tmp_path / "resumed")
     resumed = fit(config=_config(tiny_tree, epochs=2), run_dir=tmp_path / "resumed", resume=True, progress=False)
+    assert is_finished(tmp_path / "resumed")
     assert resumed.resumed_from_step == stop_at
     _, a = load_run(tmp_path / "straight", checkpoint="last")
     _, b = load_run(tmp_path / "resumed", checkpoint="last")
