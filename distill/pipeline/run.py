@@ -26,6 +26,7 @@ run into the same OUT reuses what its keys agree on (``refuse_other_recipe``).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import threading
 import time
 import tomllib
@@ -36,7 +37,7 @@ from typing import Any, Callable
 import numpy as np
 
 from distill.core.errors import DistillError
-from distill.core.io import check_output, exclusive_folder, read_json, write_json, write_text
+from distill.core.io import check_output, exclusive_folder, read_json, sha256_file, write_json, write_text
 from distill.pipeline.recipe import (
     Recipe,
     StudentRecipe,
@@ -340,7 +341,7 @@ def _run(*, recipe: Recipe, data: Path, out: Path, kaggle_test: Path | None, kag
     from distill.export.student_export import export_student
 
     for name, (run, cal_dir, student) in exports.items():
-        stage(f"export {name}", lambda name=name: _exported(out / name, recipe),
+        stage(f"export {name}", lambda name=name, run=run: _exported(out / name, run, recipe),
               lambda name=name, run=run, cal_dir=cal_dir, student=student: export_student(
                   run=run, out=out / name, calibration=cal_dir, quantize=student.weight_bits == 8, check=recipe.export.check_pi,
                   check_clips=recipe.export.check_clips))
@@ -451,15 +452,30 @@ def _exports(recipe: Recipe, out: Path, calibration: Path | None) -> dict[str, t
     return exports
 
 
-def _exported(folder: Path, recipe: Recipe) -> bool:
-    """An export is complete with its manifest, and, when the recipe asks for --check-pi, its checks (export.* may change between runs)."""
+def _exported(folder: Path, run: Path, recipe: Recipe) -> bool:
+    """An export is complete with its manifest, made from ``run`` as its config.json stands now, and, when the
+    recipe asks for --check-pi, with its checks (export.* may change between runs).
+
+    A student run replaced by one fit with other settings (a rung's option changed, its old runs moved
+    aside) would otherwise keep the old run's graph under the new run's name.
+    """
+    from distill.training.fit import CONFIG_FILE
+
     path = folder / "manifest.json"
-    return path.exists() and (not recipe.export.check_pi or read_json(path).get("checks") is not None)
+    if not path.exists():
+        return False
+    manifest = read_json(path)
+    return manifest.get("run_config") == read_json(run / CONFIG_FILE)["config"] and (not recipe.export.check_pi or manifest.get("checks") is not None)
 
 
 def _tf14_complete(out: Path, exports: dict) -> bool:
+    """Every export has its scores, each of the graph now in its folder (a graph exported again is scored again)."""
     path = out / "tf14_eval.json"
-    return path.exists() and all(f"{name}/testing" in read_json(path) for name in exports)
+    if not path.exists():
+        return False
+    scores = read_json(path)
+    return all(scores.get(f"{name}/{split}", {}).get("graph_sha256") == sha256_file(out / name / "model.pb")
+               for name in exports for split in ("validation", "testing"))
 
 
 def tf14_evaluate(*, out: Path, data: Path, run: Path, exports: list[str], recipe: Recipe) -> dict:
@@ -481,9 +497,11 @@ def tf14_evaluate(*, out: Path, data: Path, run: Path, exports: list[str], recip
         examples = evaluation_examples(dataset, config, split)
         audio = materialize(dataset, examples)[:, :, None]
         for name in exports:
-            probs = run_graph_batch((out / name / "model.pb").read_bytes(), batch_feed="decoded_sample_data:0", batch=audio,
+            graph = (out / name / "model.pb").read_bytes()
+            probs = run_graph_batch(graph, batch_feed="decoded_sample_data:0", batch=audio,
                                     feeds={"decoded_sample_data:1": np.int32(16000)}, fetches=["labels_softmax:0"])["labels_softmax:0"].reshape(len(examples), -1)
             report = classification_report(examples.labels, probs, classes=classes).to_dict()
+            report["graph_sha256"] = hashlib.sha256(graph).hexdigest()  # which graph these scores are of (see _tf14_complete)
             report["expected_accuracy_at_test_mix"] = float(weighted_accuracy(np.log(probs + 1e-12), examples.labels, prior))
             results[f"{name}/{split}"] = report
             if name == "export" and split == "testing":

@@ -3,6 +3,7 @@ and a smoke-sized ladder that reuses the smoke run's teachers and soft labels.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -74,6 +75,25 @@ def test_rerun_trains_nothing_and_takes_a_tenth_of_the_time(smoke_run, tiny_tree
     assert stages and all(line.endswith("complete, skipped") for line in stages), stages
     assert seconds < first_seconds / 10, (seconds, first_seconds)
     assert _comparable(again.report) == _comparable(first.report)
+
+
+def test_a_student_run_replaced_by_another_is_exported_and_scored_in_tf14_again(smoke_run, tiny_tree, tiny_unlabeled, tmp_path):
+    first, _ = smoke_run
+    out = tmp_path / "replaced"
+    shutil.copytree(first.out, out)
+    # as if the student had been refit at another seed into the same folder: its export and TF 1.4 scores are of the old run
+    config_path = out / "students" / "tcresnet-toy" / "distilled" / "config.json"
+    saved = json.loads(config_path.read_text())
+    saved["config"]["seed"] += 1
+    config_path.write_text(json.dumps(saved))
+    lines: list[str] = []
+    run_recipe(recipe=load_recipe("smoke", OVERRIDES), data=tiny_tree, out=out, kaggle_test=tiny_unlabeled,
+               kaggle_labels=first.out.parent / "labels.csv", progress=False, log=lines.append)
+    assert "student tcresnet-toy/distilled: complete, skipped" in lines and "export export: running" in lines, lines
+    assert "tf14 evaluation: running" in lines, lines
+    assert json.loads((out / "export" / "manifest.json").read_text())["run_config"] == saved["config"]
+    graph = hashlib.sha256((out / "export" / "model.pb").read_bytes()).hexdigest()
+    assert json.loads((out / "tf14_eval.json").read_text())["export/testing"]["graph_sha256"] == graph
 
 
 def test_another_recipe_in_the_same_folder_is_refused_by_key(smoke_run, tiny_tree):
