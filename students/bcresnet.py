@@ -103,11 +103,9 @@ from distill.layers.blocks import (
     BN_EPSILON,
     BN_MOMENTUM,
     Seeds,
-    apply_hook,
     classifier_head,
     conv_bn_relu,
-    features,
-    input_normalization,
+    normalized_features,
     resolve_size,
     waveform_input,
 )
@@ -174,9 +172,7 @@ def build_bcresnet(*, size: str = "default", num_classes: int = 12, frontend: Fr
     cfg = resolve_size(SIZES, size, "bcresnet")
     seeds = Seeds(seed)
     waveform = waveform_input()
-    x, fcfg = features(waveform, frontend, default=DEFAULT_FRONTEND)
-    x = input_normalization(x, fcfg)
-    x = apply_hook(x, feature_augment, name="feature_augment")
+    x, fcfg = normalized_features(waveform, frontend, default=DEFAULT_FRONTEND, feature_augment=feature_augment)
     x = keras.layers.Reshape((*fcfg.output_shape, 1), name="add_channel")(x)
     widths = cfg.widths
     x = conv_bn_relu(x, widths[0], 5, strides=(cfg.head_time_stride, 2), seeds=seeds, name="head")

@@ -69,7 +69,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from distill.core.registry import STUDENTS
-from distill.layers.blocks import Seeds, apply_hook, classifier_head, conv_bn_relu, features, input_normalization, resolve_size, waveform_input
+from distill.layers.blocks import Seeds, classifier_head, conv_bn_relu, normalized_features, resolve_size, waveform_input
 from distill.layers.frontend import FrontendConfig
 
 DEFAULT_FRONTEND = FrontendConfig(kind="mfcc", window_ms=40.0, stride_ms=20.0, num_mfcc=10)
@@ -102,9 +102,7 @@ def build_dscnn(*, size: str = "default", num_classes: int = 12, frontend: Front
     cfg = resolve_size(SIZES, size, "dscnn")
     seeds = Seeds(seed)
     waveform = waveform_input()
-    x, fcfg = features(waveform, frontend, default=DEFAULT_FRONTEND)
-    x = input_normalization(x, fcfg)
-    x = apply_hook(x, feature_augment, name="feature_augment")
+    x, fcfg = normalized_features(waveform, frontend, default=DEFAULT_FRONTEND, feature_augment=feature_augment)
     x = keras.layers.Reshape((*fcfg.output_shape, 1), name="add_channel")(x)
     x = conv_bn_relu(x, cfg.first_filters, cfg.first_kernel, strides=cfg.first_strides, seeds=seeds, name="conv1")
     for i, (filters, stride) in enumerate(zip(cfg.filters, cfg.strides), start=1):

@@ -80,7 +80,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from distill.core.registry import STUDENTS
-from distill.layers.blocks import Seeds, apply_hook, classifier_head, conv_bn_relu, features, input_normalization, resolve_size, waveform_input
+from distill.layers.blocks import Seeds, classifier_head, conv_bn_relu, normalized_features, resolve_size, waveform_input
 from distill.layers.frontend import FrontendConfig
 
 DEFAULT_FRONTEND = FrontendConfig(kind="mfcc", num_mfcc=40)
@@ -149,9 +149,7 @@ def tcresnet_model(cfg: TCResNetSize, *, name: str, num_classes: int = 12, front
 
     seeds = Seeds(seed)
     waveform = waveform_input()
-    x, fcfg = features(waveform, frontend, default=DEFAULT_FRONTEND)
-    x = input_normalization(x, fcfg)
-    x = apply_hook(x, feature_augment, name="feature_augment")
+    x, fcfg = normalized_features(waveform, frontend, default=DEFAULT_FRONTEND, feature_augment=feature_augment)
     frames, bins = fcfg.output_shape
     x = keras.layers.Reshape((frames, 1, bins), name="bins_as_channels")(x)
     x = conv_bn_relu(x, cfg.first_width, (cfg.first_kernel, 1), seeds=seeds, name="conv1")

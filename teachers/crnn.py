@@ -53,11 +53,9 @@ from dataclasses import dataclass
 from distill.core.registry import TEACHERS
 from distill.layers.blocks import (
     Seeds,
-    apply_hook,
     classifier_head,
     conv_bn_relu,
-    features,
-    input_normalization,
+    normalized_features,
     resolve_size,
     waveform_input,
 )
@@ -143,9 +141,7 @@ def build_crnn(
     cfg = resolve_size(SIZES, size, "crnn")
     seeds = Seeds(seed)
     waveform = waveform_input()
-    x, fcfg = features(waveform, frontend, default=DEFAULT_FRONTEND)
-    x = input_normalization(x, fcfg)
-    x = apply_hook(x, feature_augment, name="feature_augment")
+    x, fcfg = normalized_features(waveform, frontend, default=DEFAULT_FRONTEND, feature_augment=feature_augment)
     x = keras.layers.Reshape((*fcfg.output_shape, 1), name="add_channel")(x)
     for i, (width, strides) in enumerate(zip(cfg.conv_widths, ((1, 1), (2, 2), (1, 2))), start=1):
         x = conv_bn_relu(x, width, 3, strides=strides, seeds=seeds, name=f"conv{i}")

@@ -50,11 +50,9 @@ from dataclasses import dataclass
 from distill.core.registry import TEACHERS
 from distill.layers.blocks import (
     Seeds,
-    apply_hook,
     classifier_head,
     conv_bn_relu,
-    features,
-    input_normalization,
+    normalized_features,
     resolve_size,
     waveform_input,
 )
@@ -108,9 +106,7 @@ def build_resnet(
     cfg = resolve_size(SIZES, size, "resnet")
     seeds = Seeds(seed)
     waveform = waveform_input()
-    x, fcfg = features(waveform, frontend, default=DEFAULT_FRONTEND)
-    x = input_normalization(x, fcfg)
-    x = apply_hook(x, feature_augment, name="feature_augment")
+    x, fcfg = normalized_features(waveform, frontend, default=DEFAULT_FRONTEND, feature_augment=feature_augment)
     x = keras.layers.Reshape((*fcfg.output_shape, 1), name="add_channel")(x)
     x = conv_bn_relu(x, cfg.stem_width, 3, strides=cfg.stem_strides, seeds=seeds, name="stem")
     for stage, (width, blocks) in enumerate(zip(cfg.widths, cfg.blocks), start=1):

@@ -149,6 +149,16 @@ def apply_hook(x, hook, *, name: str):
     return hook(x)
 
 
+def normalized_features(waveform, frontend: FrontendConfig | None, *, default: FrontendConfig, feature_augment=None):
+    """The stem every spectrogram net starts with: :func:`features`, :func:`input_normalization`,
+    then the optional training-only ``feature_augment`` layer (:func:`apply_hook`). Returns the
+    normalized features (B, frames, bins) and the front-end config they came from.
+    """
+    x, config = features(waveform, frontend, default=default)
+    x = input_normalization(x, config)
+    return apply_hook(x, feature_augment, name="feature_augment"), config
+
+
 def _pair(v: int | Sequence[int]) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
