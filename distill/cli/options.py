@@ -59,6 +59,10 @@ def recipe_option(key: str, flag: str, help: str, **kwargs):
     return typer.Option(None, flag, help=f"{help} Recipe key: {key}.", show_default=shown, **kwargs)
 
 
+SILENCE_PERCENTAGE = recipe_option("data.silence_percentage", "--silence-percentage", "Silence examples as a percentage of the target-word count.")
+UNKNOWN_PERCENTAGE = recipe_option("data.unknown_percentage", "--unknown-percentage", "Unknown-word examples as a percentage of the target-word count.")
+
+
 def frontend_config(name: str | None):
     """The named front-end (``FRONTEND_PRESETS``), or None for each architecture's own; an unknown name exits 2."""
     from distill.layers.frontend import frontend_preset
