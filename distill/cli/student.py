@@ -94,6 +94,8 @@ def fit_command(
         words=resolved.data.words,
     )
     m = result.metrics
+    if result.finished_before:
+        typer.echo(f"{result.run_dir} had already finished: nothing trained; its metrics.json as it stands")
     typer.echo(f"{s.arch}/{s.size}: params {m['params']:,}  val {100 * m['validation']['accuracy']:.2f}%  test {100 * m['test']['accuracy']:.2f}%  -> {result.run_dir}")
     if "footprint" in m:
         fp = m["footprint"]

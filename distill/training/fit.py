@@ -34,7 +34,7 @@ import numpy as np
 
 from distill.core.config import RecipeSource, load_config, save_config, to_dict
 from distill.core.errors import DamagedFileError, DistillError
-from distill.core.io import atomic_path, load_archive, write_json
+from distill.core.io import atomic_path, load_archive, read_json, write_json
 from distill.core.labels import TARGET_WORDS, LabelSet
 from distill.core.metrics import classification_report
 from distill.core.registry import STUDENTS, TEACHERS
@@ -443,6 +443,7 @@ class FitResult:
     metrics: dict
     seconds: float
     resumed_from_step: int
+    finished_before: bool = False  # resumed a run that had already finished: nothing was trained or scored
 
 
 def fit(
@@ -457,6 +458,8 @@ def fit(
 ) -> FitResult:
     """Train ``config`` into ``run_dir``; with ``resume`` continue from ``checkpoints/last.npz``.
 
+    Resuming a finished run (same config) returns its metrics.json as it stands, without training or
+    scoring anything, so a rerun of a finished command is quick; ``score_run`` scores a checkpoint again.
     Refuses a folder another process is training (two writers would interleave checkpoints).
     """
     from distill.core.io import exclusive_folder
@@ -477,6 +480,9 @@ def _fit_in_held_folder(*, config: RunConfig, run_dir: Path, resume: bool, sourc
     dataset = dataset or open_run_dataset(config, progress=progress)
     config = replace(config, data_content=dataset.content_fingerprint)
     _claim_run_dir(run_dir, config, resume, dataset)
+    if resume and is_finished(run_dir):
+        metrics = read_json(run_dir / METRICS_FILE)
+        return FitResult(run_dir=run_dir, metrics=metrics, seconds=0.0, resumed_from_step=metrics["steps"], finished_before=True)
     keras.utils.set_random_seed(config.seed)
     source = source or AugmentedSource(dataset, config)
     schedule = config.schedule

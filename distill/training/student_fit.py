@@ -10,6 +10,7 @@ is the no-teacher twin: same architecture, same data, hard labels.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -243,11 +244,12 @@ def fit_student(
         extra = _pseudo_inputs(Path(pseudo), Path(soft_labels), temperature, max_views, cache_dir, progress) if pseudo else None
         source = DistillationSource(dataset, config, soft, extra)
     result = fit(config=config, run_dir=Path(out), resume=resume, source=source, dataset=dataset, progress=progress)
+    if result.finished_before and "footprint" in result.metrics:
+        return result
     # every student run reports what it would cost on the target (params, bytes, MACs, Pi 3 estimate)
-
     metrics = {**read_json(Path(out) / "metrics.json"), "footprint": footprint}
     write_json(Path(out) / "metrics.json", metrics)
-    return FitResult(run_dir=result.run_dir, metrics=metrics, seconds=result.seconds, resumed_from_step=result.resumed_from_step)
+    return dataclasses.replace(result, metrics=metrics)
 
 
 def fit_students_side_by_side(runs: list[dict], *, jobs: int) -> Iterator[tuple[Path, float | None]]:

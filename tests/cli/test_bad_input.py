@@ -7,6 +7,7 @@ Every command runs in this process through ``distill.cli.main`` (a subprocess pa
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -148,12 +149,25 @@ def test_a_config_that_is_not_json_is_named(command, copies, tiny_unlabeled, tmp
 @pytest.mark.parametrize("damage", ["last.npz", "config.json"])
 def test_student_fit_resume_names_a_damaged_checkpoint_or_config(damage, cli_student_run, tiny_tree, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
-    shutil.copytree(cli_student_run, run, ignore=shutil.ignore_patterns(".lock"))
+    # an interrupted run (no metrics.json yet): a finished one is not trained again, so its checkpoint is not read
+    shutil.copytree(cli_student_run, run, ignore=shutil.ignore_patterns(".lock", "metrics.json"))
     damaged = cut_short(run / "checkpoints" / "last.npz") if damage == "last.npz" else break_json(run / "config.json")
     before = listing(tmp_path)
     line = assert_refused(*run_cli(monkeypatch, capsys, "student", "fit", "--data", tiny_tree, "--no-teachers", "--out", run, "--resume", *STUDENT), damaged)
     assert ("--resume" in line) if damage == "last.npz" else ("not valid JSON" in line)
     assert listing(tmp_path) == before
+
+
+def test_student_fit_resume_of_a_finished_run_trains_nothing_and_says_so(cli_student_run, tiny_tree, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(cli_student_run, run, ignore=shutil.ignore_patterns(".lock"))
+    stamps = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    code, out = run_cli(monkeypatch, capsys, "student", "fit", "--data", tiny_tree, "--no-teachers", "--out", run, "--resume", *STUDENT)
+    assert code == 0, out
+    assert f"{run} had already finished: nothing trained" in out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert f"test {100 * metrics['test']['accuracy']:.2f}%" in out
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name != ".lock"} == stamps
 
 
 # ---------------------------------------------------------------- bad option values

@@ -22,7 +22,7 @@ def calls(monkeypatch):
     seen: dict[str, list[dict]] = {"train": [], "predict": [], "fit": []}
 
     class _Result:  # what each command prints from
-        teachers, out, counts, run_dir = ("t",), "o", {}, "r"
+        teachers, out, counts, run_dir, finished_before = ("t",), "o", {}, "r", False
         metrics = {"params": 1, "validation": {"accuracy": 0.5}, "test": {"accuracy": 0.5}}
 
     monkeypatch.setattr(distill.training.teacher_fit, "train_teachers", lambda **kw: seen["train"].append(kw) or [])
