@@ -766,6 +766,46 @@ def ladder_table(ladder: dict[str, Any]):
     return aligned_table(LADDER_HEADER, [_ladder_cells(row) for row in ladder["rows"]], right_from=1)
 
 
+# where a rung's label may go, in points from its point (and its alignment), in order of preference
+_LABEL_SPOTS = (((6, 9), "left"), ((6, -9), "left"), ((-6, 9), "right"), ((-6, -9), "right"), ((6, 19), "left"), ((6, -19), "left"),
+                ((-6, 19), "right"), ((-6, -19), "right"))
+
+
+def _words_box(note, renderer):
+    """Where an annotation's words land, without its hairline (which runs to the point, so always meets its marker)."""
+    from matplotlib.text import Text
+
+    note.update_positions(renderer)
+    return Text.get_window_extent(note, renderer)
+
+
+def _place_labels(ax, labels: list[tuple[str, float, float]], points: list[tuple[float, float]] = ()) -> list:
+    """Annotate each (text, x, y) at the first of ``_LABEL_SPOTS`` whose box lies inside the axes and overlaps no
+    label placed before it and no marker in ``points`` (rungs a few percent apart in ms, such as three near 9.5 ms, would otherwise
+    print over each other); where every spot overlaps, the first. Returns the annotations."""
+    from matplotlib.transforms import Bbox
+
+    renderer = ax.figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    placed = []
+    boxes = [Bbox.from_extents(px - 4, py - 4, px + 4, py + 4) for px, py in (ax.transData.transform(p) for p in points)]
+    for text, x, y in labels:
+        for offset, align in _LABEL_SPOTS:
+            # a hairline to the point: a label moved off its first spot can sit nearer another rung
+            note = ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, fontsize=7, ha=align, va="center",
+                               arrowprops={"arrowstyle": "-", "linewidth": 0.5, "color": "#888888", "shrinkA": 0, "shrinkB": 3})
+            box = _words_box(note, renderer)
+            if frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1) and not any(box.overlaps(other) for other in boxes):
+                break
+            note.remove()
+        else:
+            note = ax.annotate(text, (x, y), textcoords="offset points", xytext=_LABEL_SPOTS[0][0], fontsize=7)
+            box = _words_box(note, renderer)
+        placed.append(note)
+        boxes.append(box)
+    return placed
+
+
 def ladder_png(path: Path, ladder: dict[str, Any]) -> None:
     """Test accuracy against estimated Pi 3 ms (log axis): the distilled and twin ladders as points with sd error bars, each
     one's Pareto front joined, and the references."""
@@ -792,9 +832,6 @@ def ladder_png(path: Path, ladder: dict[str, Any]) -> None:
         front = [(xi, yi) for xi, yi, r in zip(x, y, mine) if r["pareto"][kind]]
         if len(front) > 1:  # only the front is joined: a line through every rung would suggest rungs between them
             ax.plot(*zip(*front), linestyle="--", linewidth=1, color=color, label=f"{kind}: Pareto front")
-    for i, r in enumerate(rows):  # labels alternate above and below, as neighbouring rungs can be a few percent apart in ms
-        ax.annotate(r["label"], (r["pi3_ms"], 100 * r["distilled"]["test"]["mean"]), textcoords="offset points",
-                    xytext=(4, 6) if i % 2 == 0 else (4, -12), fontsize=7)
     for ref in ladder["references"]:
         y = 100 * ref["accuracy"]
         params = f", {ref['params'] / 1000:.1f}k params" if ref.get("params") else ""
@@ -818,6 +855,9 @@ def ladder_png(path: Path, ladder: dict[str, Any]) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
+    # placed last, once the log axis and the layout have fixed where each label lands on the page
+    points = [(r["pi3_ms"] * offset, 100 * r[kind]["test"]["mean"]) for r in rows for kind, offset in (("distilled", 1.0), ("twin", 1.03)) if r.get(kind)]
+    _place_labels(ax, [(r["label"], r["pi3_ms"], 100 * r["distilled"]["test"]["mean"]) for r in rows], points)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)

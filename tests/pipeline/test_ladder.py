@@ -161,3 +161,32 @@ def test_ladder_rows_average_seeds_pair_twins_and_mark_the_front(tmp_path):
     assert "Kaggle winners' Raspberry Pi model: 90.8%, 58 ms on a Pi 3" in md and "BC-ResNet-1: 96.6%, 9,200 params" in md
     (tmp_path / "students" / "bcresnet-toy" / "distilled-s1" / "metrics.json").unlink()  # a seed still to fit: the row counts what it averages
     assert [r["seeds"] for r in ladder_rows(out=tmp_path, recipe=recipe, exports=exports, tf14=tf14)] == [2, 2, 1]
+
+
+def test_rung_labels_near_one_another_are_placed_apart_inside_the_axes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from distill.pipeline.run import _place_labels
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    # the shipped ladder's rungs (docs/experiments/student-ladder.md): three within 8% of each other in ms at 9.2-9.9 ms,
+    # two of them 0.2 points apart, and three more at 18-25 ms; in plot order a fixed offset printed them over each other
+    rungs = [("tcresnet-8-w0.5-logmel32-w16-hop20", 3.6, 85.78), ("tcresnet-8-mfcc10-w16-hop20", 5.4, 88.55),
+             ("bcresnet-1-stride2-logmel32-w16-hop20", 9.2, 88.62), ("tcresnet-8-mfcc40-hop20", 9.5, 91.13), ("dscnn-s-mfcc10-w16-hop20", 9.9, 88.81),
+             ("tcresnet-8", 18.4, 92.50), ("tcresnet-14", 20.4, 93.23), ("tcresnet-14-w2", 25.3, 94.16)]
+    ax.plot([x for _, x, _ in rungs], [y for _, _, y in rungs], "o")
+    ax.set_xscale("log")
+    ax.set_ylim(84, 97)
+    fig.tight_layout()
+    renderer = fig.canvas.get_renderer()
+    notes = _place_labels(ax, rungs, [(x, y) for _, x, y in rungs])
+    boxes = [n.get_window_extent(renderer) for n in notes]
+    frame = ax.get_window_extent(renderer)
+    assert [n.get_text() for n in notes] == [r[0] for r in rungs]
+    for i, box in enumerate(boxes):
+        assert frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1), rungs[i][0]
+        assert not any(box.overlaps(other) for other in boxes[:i]), rungs[i][0]
+    plt.close(fig)
