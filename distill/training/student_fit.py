@@ -30,7 +30,7 @@ from distill.data.cache import DecodedDataset, data_difference, open_dataset
 from distill.data.examples import MixConfig, materialize
 from distill.data.unlabeled import open_unlabeled
 from distill.layers.frontend import FrontendConfig
-from distill.training.fit import AugmentedSource, Batch, DistillConfig, FitResult, RunConfig, ScheduleConfig, build_model, epoch_seed, fit, is_finished, kept_checkpoint, score_run
+from distill.training.fit import AugmentedSource, Batch, DistillConfig, FitResult, METRICS_FILE, RunConfig, ScheduleConfig, build_model, epoch_seed, fit, is_finished, kept_checkpoint, score_run
 from distill.training.soft_labels import UNLABELED, SoftLabels, load_soft_labels, name_seeds
 
 
@@ -247,8 +247,8 @@ def fit_student(
     if result.finished_before and "footprint" in result.metrics:
         return result
     # every student run reports what it would cost on the target (params, bytes, MACs, Pi 3 estimate)
-    metrics = {**read_json(Path(out) / "metrics.json"), "footprint": footprint}
-    write_json(Path(out) / "metrics.json", metrics)
+    metrics = {**result.metrics, "footprint": footprint}
+    write_json(Path(out) / METRICS_FILE, metrics)
     return dataclasses.replace(result, metrics=metrics)
 
 
@@ -388,7 +388,7 @@ def fit_or_read_student(run: Path, *, spec: StudentRunSpec, log: Path) -> dict:
             done = subprocess.run(spec.command(run), stdout=sink, stderr=subprocess.STDOUT)
         if done.returncode != 0:
             raise DistillError(f"{run}: distill student fit failed (exit {done.returncode}); see {log}")
-    metrics = read_json(run / "metrics.json")
+    metrics = read_json(run / METRICS_FILE)
     if kept_checkpoint(run) == spec.keep:
         validation, test = metrics["validation"]["accuracy"], metrics["test"]["accuracy"]
     else:  # an adopted run keeping the other checkpoint: metrics.json holds only the one it keeps
