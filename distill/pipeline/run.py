@@ -474,8 +474,11 @@ def _tf14_complete(out: Path, exports: dict) -> bool:
     if not path.exists():
         return False
     scores = read_json(path)
-    return all(scores.get(f"{name}/{split}", {}).get("graph_sha256") == sha256_file(out / name / "model.pb")
-               for name in exports for split in ("validation", "testing"))
+    for name in exports:
+        graph = sha256_file(out / name / "model.pb")
+        if any(scores.get(f"{name}/{split}", {}).get("graph_sha256") != graph for split in ("validation", "testing")):
+            return False
+    return True
 
 
 def tf14_evaluate(*, out: Path, data: Path, run: Path, exports: list[str], recipe: Recipe) -> dict:
@@ -492,16 +495,16 @@ def tf14_evaluate(*, out: Path, data: Path, run: Path, exports: list[str], recip
     dataset = open_dataset(data, progress=False)
     classes = config.labels.classes  # the recipe's word list (data.words): K classes
     prior = expected_prior(recipe.calibrate.expected_mix, np.ones(len(classes)), classes)  # the target words share the rest equally
+    graphs = {name: (out / name / "model.pb").read_bytes() for name in exports}
     results: dict[str, Any] = {}
     for split in ("validation", "testing"):
         examples = evaluation_examples(dataset, config, split)
         audio = materialize(dataset, examples)[:, :, None]
         for name in exports:
-            graph = (out / name / "model.pb").read_bytes()
-            probs = run_graph_batch(graph, batch_feed="decoded_sample_data:0", batch=audio,
+            probs = run_graph_batch(graphs[name], batch_feed="decoded_sample_data:0", batch=audio,
                                     feeds={"decoded_sample_data:1": np.int32(16000)}, fetches=["labels_softmax:0"])["labels_softmax:0"].reshape(len(examples), -1)
             report = classification_report(examples.labels, probs, classes=classes).to_dict()
-            report["graph_sha256"] = hashlib.sha256(graph).hexdigest()  # which graph these scores are of (see _tf14_complete)
+            report["graph_sha256"] = hashlib.sha256(graphs[name]).hexdigest()  # which graph these scores are of (see _tf14_complete)
             report["expected_accuracy_at_test_mix"] = float(weighted_accuracy(np.log(probs + 1e-12), examples.labels, prior))
             results[f"{name}/{split}"] = report
             if name == "export" and split == "testing":
