@@ -793,16 +793,20 @@ def _place_labels(ax, labels: list[tuple[str, float, float]], points: list[tuple
     placed = []
     boxes = [Bbox.from_extents(px - 4, py - 4, px + 4, py + 4) for px, py in (ax.transData.transform(p) for p in points)]
     for text, x, y in labels:
-        for offset, align in _LABEL_SPOTS:
+        def annotate(spot):
+            offset, align = _LABEL_SPOTS[spot]
             # a hairline to the point: a label moved off its first spot can sit nearer another rung
-            note = ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, fontsize=7, ha=align, va="center",
+            return ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, fontsize=7, ha=align, va="center",
                                arrowprops={"arrowstyle": "-", "linewidth": 0.5, "color": "#888888", "shrinkA": 0, "shrinkB": 3})
+
+        for spot in range(len(_LABEL_SPOTS)):
+            note = annotate(spot)
             box = _words_box(note, renderer)
             if frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1) and not any(box.overlaps(other) for other in boxes):
                 break
             note.remove()
         else:
-            note = ax.annotate(text, (x, y), textcoords="offset points", xytext=_LABEL_SPOTS[0][0], fontsize=7)
+            note = annotate(0)
             box = _words_box(note, renderer)
         placed.append(note)
         boxes.append(box)
